@@ -1,0 +1,44 @@
+# The one seam between MicroPython and CPython. Firmware modules import these names
+# from here and nowhere else: const, ticks_ms/ticks_diff/ticks_add, sleep_ms, hexlify,
+# MICROPYTHON.
+import sys
+
+MICROPYTHON = sys.implementation.name == "micropython"
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+try:
+    from time import ticks_ms, ticks_diff, ticks_add, sleep_ms
+except ImportError:  # CPython: same contract, wraps at 2**30 like a 32-bit board
+    import time as _time
+
+    _PERIOD = 1 << 30
+    _HALF = _PERIOD >> 1
+
+    def ticks_ms():
+        return int(_time.monotonic() * 1000) & (_PERIOD - 1)
+
+    def ticks_add(t, delta):
+        return (t + delta) & (_PERIOD - 1)
+
+    def ticks_diff(a, b):
+        return ((a - b + _HALF) & (_PERIOD - 1)) - _HALF
+
+    def sleep_ms(ms):
+        _time.sleep(ms / 1000)
+
+
+from binascii import hexlify  # noqa: E402  (both interpreters have it)
+
+
+def time_s():
+    """Seconds since the epoch as the board's RTC knows it (int)."""
+    import time
+
+    return int(time.time())

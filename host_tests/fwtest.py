@@ -1,0 +1,130 @@
+# Test helpers that run under CPython (pytest) and MicroPython (host_tests/mprun.py):
+# a scripted stub UART and a `raises` helper. Test modules named test_fw_*.py use only
+# these and plain asserts, so the same file runs under both interpreters.
+
+
+class StubUART:
+    """A scripted UART with machine.UART's read/readinto/write/any.
+
+    script: list of (expected_write, reply). When the bytes written so far complete
+    `expected_write`, `reply` becomes readable. A reply is bytes, or a list whose items
+    are bytes (made readable one after another) or ints (that many empty reads pass
+    before the next item: a delay without a clock).
+    chunk: at most this many bytes per read (to split replies at every boundary).
+    Unscripted writes are recorded and fail the test only when strict=True.
+    """
+
+    def __init__(self, script=(), chunk=0, strict=True):
+        self.written = bytearray()
+        self._pending = bytearray()
+        self._rx = bytearray()
+        self._later = []
+        self._wait = 0
+        self.script = list(script)
+        self.chunk = chunk
+        self.strict = strict
+
+    # -- test side --
+    def feed(self, data):
+        """Make bytes readable now (an unsolicited line, garbage...)."""
+        self._rx += data
+
+    def later(self, *items):
+        """Queue bytes/delays exactly like a scripted reply."""
+        self._later.extend(items)
+
+    def done(self):
+        return not self.script and not self._later
+
+    # -- UART side --
+    def write(self, b):
+        self.written += b
+        self._pending += b
+        while self.script:
+            want, reply = self.script[0]
+            n = len(want)
+            if len(self._pending) < n:
+                if self.strict and bytes(self._pending) != want[: len(self._pending)]:
+                    raise AssertionError("UART got %r, script expects %r" % (bytes(self._pending), want))
+                break
+            got = bytes(self._pending[:n])
+            if got != want:
+                if self.strict:
+                    raise AssertionError("UART got %r, script expects %r" % (got, want))
+                break
+            self._pending = self._pending[n:]
+            self.script.pop(0)
+            if isinstance(reply, (bytes, bytearray)):
+                self._later.append(bytes(reply))
+            else:
+                self._later.extend(reply)
+        if not self.script and self._pending and self.strict:
+            raise AssertionError("UART got unscripted %r" % bytes(self._pending))
+        return len(b)
+
+    def _pump(self):
+        while self._later and not self._wait:
+            item = self._later[0]
+            if isinstance(item, int):
+                self._wait = item
+                self._later.pop(0)
+                break
+            self._rx += item
+            self._later.pop(0)
+
+    def any(self):
+        self._pump()
+        n = len(self._rx)
+        if self.chunk and n > self.chunk:
+            n = self.chunk
+        return n
+
+    def readinto(self, buf, nbytes=None):
+        self._pump()
+        n = len(self._rx)
+        if not n:
+            if self._wait:
+                self._wait -= 1
+            return None
+        lim = len(buf) if nbytes is None else min(nbytes, len(buf))
+        if self.chunk:
+            lim = min(lim, self.chunk)
+        n = min(n, lim)
+        buf[:n] = self._rx[:n]
+        self._rx = self._rx[n:]
+        return n
+
+    def read(self, nbytes=-1):
+        self._pump()
+        if not self._rx:
+            if self._wait:
+                self._wait -= 1
+            return None
+        n = len(self._rx) if nbytes is None or nbytes < 0 else min(nbytes, len(self._rx))
+        if self.chunk:
+            n = min(n, self.chunk)
+        out = bytes(self._rx[:n])
+        self._rx = self._rx[n:]
+        return out
+
+
+def raises(exc, fn, *args, **kw):
+    """Call fn and return the exception it raises; fail if it raises nothing or another type."""
+    try:
+        fn(*args, **kw)
+    except exc as e:
+        return e
+    raise AssertionError("%s did not raise %s" % (getattr(fn, "__name__", fn), exc.__name__))
+
+
+class LogCapture:
+    """Collects log lines: pass `capture.write` where a log sink is expected."""
+
+    def __init__(self):
+        self.lines = []
+
+    def write(self, line):
+        self.lines.append(line)
+
+    def text(self):
+        return "\n".join(self.lines)

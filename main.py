@@ -1,0 +1,1 @@
+# main.py: the app (filled in by the driver/flows work).
