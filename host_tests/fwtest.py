@@ -16,6 +16,8 @@ class StubUART:
 
     def __init__(self, script=(), chunk=0, strict=True):
         self.written = bytearray()
+        self.writes = []  # (bytes read by the host before this write, data)
+        self.nread = 0
         self._pending = bytearray()
         self._rx = bytearray()
         self._later = []
@@ -38,6 +40,7 @@ class StubUART:
 
     # -- UART side --
     def write(self, b):
+        self.writes.append((self.nread, bytes(b)))
         self.written += b
         self._pending += b
         while self.script:
@@ -92,6 +95,7 @@ class StubUART:
         n = min(n, lim)
         buf[:n] = self._rx[:n]
         self._rx = self._rx[n:]
+        self.nread += n
         return n
 
     def read(self, nbytes=-1):
@@ -105,6 +109,7 @@ class StubUART:
             n = min(n, self.chunk)
         out = bytes(self._rx[:n])
         self._rx = self._rx[n:]
+        self.nread += n
         return out
 
 

@@ -1,0 +1,372 @@
+# The AT engine: framing, final results, prompts, counted payloads and URC dispatch over
+# any UART-like object (read/readinto/write/any). It knows the shape of the Air72x dialect
+# (../shared/AT_DIALECT.md), not the meaning of any command: that is air72x.py's job.
+#
+# How a received line is classified, in this order:
+#   counted item  a registered prefix whose payload is read by count (+MSUB ... byte,<n
+#                 bytes>, +HTTPREAD: n\r\n<n bytes>), never by lines;
+#   echo          the command just sent (echo is on after every module reboot);
+#   final         OK / ERROR / +CME ERROR: n, or one of the command's own `then` lines
+#                 (CONNECT OK, CONNACK OK, SUBACK, PUBACK, +HTTPACTION...);
+#   information   a line starting with the command's `info` prefix ("+CSQ" for AT+CSQ);
+#   URC           a line matching the prefix table: dispatched at once, also in the middle
+#                 of another command's reply, and never taken as its answer;
+#   other         while a command runs: an information line (ATI prints bare text);
+#                 otherwise logged as unknown.
+from firmware import log
+from firmware.port import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
+
+_RXBUF = const(1536)  # receive buffer = longest line accepted
+_TIMEOUT_MS = const(5000)  # default per-command deadline
+_PAYLOAD_MS = const(2000)  # extra time a counted payload may take to arrive
+_POLL_READS = const(8)  # poll() returns after at most this many reads
+_TAG = "at"
+
+
+class ModemError(Exception):
+    """Base of every error the modem layers raise."""
+
+
+class ATError(ModemError):
+    """The module answered ERROR or +CME ERROR: <code> (code is None for plain ERROR)."""
+
+    def __init__(self, cmd, code=None, line=None):
+        self.cmd = cmd
+        self.code = code
+        self.line = line
+        super().__init__("%s failed: %s" % (cmd, line or "ERROR"))
+
+
+class ATTimeout(ModemError):
+    """No final result within the command's deadline."""
+
+    def __init__(self, cmd, ms, stage=""):
+        self.cmd = cmd
+        self.ms = ms
+        super().__init__("%s: no %s within %d ms" % (cmd, stage or "reply", ms))
+
+
+class ATAbort(ModemError):
+    """A URC in `abort` (CLOSED, RDY, ...) arrived while the command waited."""
+
+    def __init__(self, cmd, line):
+        self.cmd = cmd
+        self.line = line
+        super().__init__("%s interrupted by %s" % (cmd, line))
+
+
+def _is_final_error(line):
+    return line == b"ERROR" or line.startswith(b"+CME ERROR")
+
+
+def _cme_code(line):
+    try:
+        return int(line[line.find(b":") + 1 :])
+    except ValueError:
+        return None
+
+
+def _count(header):
+    """The byte count at the end of a counted header: '+MSUB: "t",11 byte' or '+HTTPREAD: 128'."""
+    h = header.rstrip()
+    if h.endswith(b"byte"):
+        h = h[:-4]
+    i = max(h.rfind(b","), h.rfind(b":"))
+    n = int(h[i + 1 :])
+    if n < 0:
+        raise ValueError
+    return n
+
+
+class AT:
+    def __init__(self, uart, rxbuf=_RXBUF):
+        self.uart = uart
+        self._buf = bytearray(rxbuf)
+        self._mv = memoryview(self._buf)
+        self._head = 0  # first unparsed byte
+        self._tail = 0  # end of received data
+        self._skip = False  # discarding the rest of an overlong line
+        self._urcs = []  # [(prefix, handler(line, payload))]
+        self._counted = []  # [(prefix, terminator)]
+        self.idle = None  # called while waiting (feed a watchdog)
+        self.payload_ms = _PAYLOAD_MS
+        self.aborts = ()  # URC prefixes that end any command's wait (e.g. b"RDY")
+        self.stats = {"unknown": 0, "discarded": 0, "urc": 0, "timeouts": 0}
+        # state of the command in flight
+        self._active = False
+        self._echo = b""
+        self._info = None
+        self._then = None
+        self._abort = ()
+        self._data = None  # body to write at the DOWNLOAD / '>' prompt
+        self._echo_data = None  # that body, in case the module echoes it back
+        self._lines = []
+        self.final = None  # final line of the last command
+        self.payload = None  # counted payload of the last command (+HTTPREAD)
+        self._failed = False
+        self._aborted = False
+
+    # ---------------------------------------------------------------- set-up
+    def on(self, prefix, handler):
+        """Route URC lines starting with `prefix` to handler(line: bytes, payload)."""
+        self._urcs.append((prefix, handler))
+
+    def counted(self, prefix, terminator):
+        """Lines starting with `prefix` carry a payload: the count ends the header, which
+        ends with `terminator`; then exactly that many raw bytes follow."""
+        self._counted.append((prefix, terminator))
+
+    # ---------------------------------------------------------------- commands
+    def cmd(self, command, timeout=_TIMEOUT_MS, info=None, then=None, data=None, label=None, abort=None):
+        """Send `command` and wait for its final result; return its information lines.
+
+        info:  prefix of its information lines (b"+CSQ"), so a URC of another kind is
+               never taken for one.
+        then:  tuple of line prefixes that end the command after OK (b"CONNECT OK", ...);
+               the matching line is left in self.final.
+        data:  bytes written at the DOWNLOAD or '>' prompt.
+        label: how the command is named in errors and logs (hides credentials).
+        abort: URC prefixes that end the wait with ATAbort (default self.aborts).
+        """
+        if self._active:
+            raise ModemError("%s sent while %s is in flight" % (label or command, self._echo))
+        self.poll()  # whatever was already waiting is not this command's answer
+        cmd = command.encode() if isinstance(command, str) else command
+        label = label or command
+        self._echo = cmd
+        self._info = info
+        self._then = then
+        self._abort = self.aborts if abort is None else abort
+        self._data = data
+        self._lines = []
+        self.final = None
+        self.payload = None
+        self._failed = False
+        self._aborted = False
+        self._active = True
+        try:
+            self.uart.write(cmd + b"\r")
+            deadline = ticks_add(ticks_ms(), timeout)
+            while self._active:
+                if not self._fill() and self._active:
+                    if ticks_diff(deadline, ticks_ms()) <= 0:
+                        self.stats["timeouts"] += 1
+                        raise ATTimeout(label, timeout, self._stage())
+                    self._wait()
+        finally:
+            self._active = False
+            self._data = None
+            self._echo_data = None
+        if self._aborted:
+            raise ATAbort(label, self.final.decode())
+        if self._failed:
+            raise ATError(label, _cme_code(self.final), self.final.decode())
+        return self._lines
+
+    def _stage(self):
+        if self._data is not None:
+            return "prompt"
+        if self._then and self.final == b"OK":
+            return b" or ".join(self._then).decode()
+        return "final result"
+
+    def poll(self):
+        """Process pending input (URCs, downlinks); return at once when there is none."""
+        for _ in range(_POLL_READS):
+            if not self._fill():
+                break
+
+    def _wait(self):
+        if self.idle:
+            self.idle()
+        sleep_ms(1)
+
+    # ---------------------------------------------------------------- receive path
+    def _fill(self):
+        """Read what the UART has into the buffer and parse it. False if nothing came."""
+        buf = self._buf
+        if self._tail == len(buf):
+            if self._head:
+                n = self._tail - self._head
+                buf[0:n] = self._mv[self._head : self._tail]
+                self._head = 0
+                self._tail = n
+            else:  # a full buffer without a line end: garbage or an overlong line
+                self._discard("line longer than %d bytes" % len(buf), bytes(self._mv[:40]))
+                self._skip = True
+        n = self.uart.readinto(self._mv[self._tail :])
+        if not n:
+            return False
+        self._tail += n
+        self._parse()
+        return True
+
+    def _discard(self, why, sample):
+        self.stats["discarded"] += 1
+        log.warn(_TAG, "discarded %s: %r...", why, sample)
+        self._head = self._tail = 0
+
+    def _parse(self):
+        buf = self._buf
+        while True:
+            head = self._head
+            tail = self._tail
+            if self._skip:
+                nl = buf.find(b"\n", head, tail)
+                if nl < 0:
+                    self._head = self._tail = 0
+                    return
+                head = nl + 1
+                self._skip = False
+            if self._echo_data is not None:  # before CR/LF: a real reply starts with them
+                if not self._skip_echo_data(head, tail):
+                    return
+                head = self._head
+            while head < tail and (buf[head] == 13 or buf[head] == 10):
+                head += 1
+            if head == tail:
+                self._head = self._tail = 0
+                return
+            self._head = head
+            nl = buf.find(b"\n", head, tail)
+            if self._counted and self._counted_item(head, tail, nl):
+                continue
+            if nl < 0:
+                if self._data is not None and buf[head] == 62:  # '>' prompt, no line end
+                    self._head = tail
+                    self._send_data()
+                return
+            end = nl
+            while end > head and buf[end - 1] == 13:
+                end -= 1
+            line = bytes(self._mv[head:end])
+            self._head = nl + 1
+            self._line(line)
+
+    def _skip_echo_data(self, head, tail):
+        """Drop the body we wrote if the module echoes it. False: wait for more bytes."""
+        if head == tail:
+            return False
+        d = self._echo_data
+        k = min(len(d), tail - head)
+        if self._buf.startswith(d[:k], head):
+            if k < len(d):
+                return False
+            self._head = head + k
+        self._echo_data = None
+        return True
+
+    def _counted_item(self, head, tail, nl):
+        """Read a counted item at `head` if one starts there. True when it was consumed."""
+        buf = self._buf
+        for prefix, term in self._counted:
+            if not buf.startswith(prefix, head):
+                continue
+            t = buf.find(term, head, tail)
+            if t < 0 or 0 <= nl < t:
+                return False  # a plain line with this prefix (no payload)
+            header = bytes(self._mv[head:t]).rstrip()
+            start = t + len(term)
+            try:
+                n = _count(header)
+            except ValueError:
+                self._discard("bad count in %r" % header[:60], b"")
+                self._head = self._tail = 0
+                return True
+            have = tail - start
+            if have >= n:
+                payload = bytes(self._mv[start : start + n])
+                self._head = start + n
+            else:
+                payload = self._read_rest(start, have, n)
+                if payload is None:
+                    return True
+            self._item(header, payload)
+            return True
+        return False
+
+    def _read_rest(self, start, have, n):
+        """The payload runs past what is buffered: read the rest straight from the UART."""
+        out = bytearray(n)
+        mv = memoryview(out)
+        mv[:have] = self._mv[start : start + have]
+        self._head = self._tail = 0
+        deadline = ticks_add(ticks_ms(), self.payload_ms + n)
+        while have < n:
+            got = self.uart.readinto(mv[have:])
+            if got:
+                have += got
+                continue
+            if ticks_diff(deadline, ticks_ms()) <= 0:
+                self.stats["discarded"] += 1
+                log.error(_TAG, "counted payload truncated: %d of %d bytes came; dropped", have, n)
+                return None
+            self._wait()
+        return bytes(out)
+
+    def _send_data(self):
+        data = self._data
+        self._data = None
+        self._echo_data = data
+        self.uart.write(data)
+
+    # ---------------------------------------------------------------- classification
+    def _item(self, header, payload):
+        if self._active and self._info and header.startswith(self._info):
+            self.payload = payload
+            self._lines.append(header)
+        else:
+            self._urc(header, payload)
+
+    def _line(self, line):
+        if self._active:
+            if line == self._echo:
+                return
+            if self._data is not None and (line == b"DOWNLOAD" or line[:1] == b">"):
+                self._send_data()
+                return
+            if line == b"OK":
+                self.final = line
+                if not self._then:
+                    self._active = False
+                return
+            if _is_final_error(line):
+                self._end(line, failed=True)
+                return
+            if self._then:
+                for p in self._then:
+                    if line.startswith(p):
+                        self._end(line)
+                        return
+            if self._info and line.startswith(self._info):
+                rest = line[len(self._info) :].lstrip()
+                if rest[:1] == b":":
+                    self._lines.append(line)
+                    return
+            if self._urc(line, None):
+                for p in self._abort:
+                    if line.startswith(p):
+                        self._end(line, aborted=True)
+                return
+            self._lines.append(line)
+            return
+        if not self._urc(line, None):
+            self.stats["unknown"] += 1
+            log.warn(_TAG, "unknown line %r", line[:80])
+
+    def _end(self, line, failed=False, aborted=False):
+        self.final = line
+        self._failed = failed
+        self._aborted = aborted
+        self._active = False
+
+    def _urc(self, line, payload):
+        for prefix, handler in self._urcs:
+            if line.startswith(prefix):
+                self.stats["urc"] += 1
+                try:
+                    handler(line, payload)
+                except Exception as e:  # a handler bug must not kill the receive path
+                    log.error(_TAG, "URC handler for %r failed: %r", prefix, e)
+                return True
+        return False

@@ -1,0 +1,367 @@
+# Local Aliyun, part 1: the device registry, the issued tokens and the HTTP auth endpoint.
+#
+# CloudState holds everything that the auth endpoint and the MQTT broker share (products,
+# devices, iotIds, tokens, the clock) and implements the platform's rules from
+# /work/shared/ALIYUN.md: the sign checks of Flow A (POST /auth/devicename), Flow B (MQTT
+# direct triple) and Flow C (POST /auth/register/device), with CPython's hmac module.
+# This is deliberately an independent implementation: it never imports firmware/sign.py.
+#
+# AuthHTTPServer serves the two Aliyun paths (form-encoded POST, JSON reply, HTTP 200 with
+# the platform code in the body, as iot-auth does) plus a private control API under
+# /_cloud/ (used by tools/cloud.py's LocalCloud; it needs the console password).
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import string
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+TOKEN_LIFETIME = 7 * 24 * 3600  # seconds; Aliyun's iotToken lives 7 days
+CLIENT_ID_MAX = 64
+KEEPALIVE_MIN, KEEPALIVE_MAX = 30, 1200
+SIGN_METHODS = {"hmacmd5": hashlib.md5, "hmacsha1": hashlib.sha1, "hmacsha256": hashlib.sha256}
+
+# CONNACK return codes (MQTT 3.1.1) as Aliyun uses them (ALIYUN.md, Flow B).
+RC_OK, RC_CLIENT_ID, RC_UNAVAILABLE, RC_BAD_USER_PASS, RC_NOT_AUTHORISED = 0, 2, 3, 4, 5
+
+# Platform reply codes (Flows A and C).
+CODE_OK, CODE_BAD_SIGN, CODE_BAD_PARAM, CODE_UNKNOWN = 200, 401, 460, 500
+CODE_NO_DEVICE, CODE_REG_DISABLED, CODE_REG_ACTIVE, CODE_REG_BAD_SIGN = 5001, 6288, 6289, 6600
+
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+
+
+def hmac_hex(method, secret, content):
+    """HMAC(secret, content) as lower-case hex; method is one of SIGN_METHODS."""
+    return hmac.new(secret.encode(), content.encode(), SIGN_METHODS[method]).hexdigest()
+
+
+def sign_content(params):
+    """The platform's sign content: parameters sorted by name, name+value concatenated."""
+    return "".join(k + str(params[k]) for k in sorted(params))
+
+
+def sign_ok(method, secret, params, sign):
+    if not sign or not _HEX.match(sign):
+        return False
+    return hmac.compare_digest(hmac_hex(method, secret, sign_content(params)), sign.lower())
+
+
+def reply(code, message, data=None):
+    return {"code": code, "data": data if data is not None else {}, "message": message}
+
+
+def _rand(n, alphabet=string.ascii_letters + string.digits):
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def parse_direct_client_id(client_id):
+    """Split `{id}|k=v,k=v|` into (id, params); None when the form is broken."""
+    if client_id.count("|") != 2 or not client_id.endswith("|"):
+        return None
+    ident, params_s, _ = client_id.split("|")
+    params = {}
+    for item in params_s.split(","):
+        if not item:
+            continue
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            return None
+        params[k] = v
+    return ident, params
+
+
+class CloudState:
+    """Registry + tokens + clock, shared (under one lock) by the auth endpoint and the broker.
+
+    devices: [{"productKey", "deviceName", "deviceSecret"[, "active", "iotId", "enabled"]}]
+    products: [{"productKey", "productSecret", "dynamicRegistration"}]
+    A device listed with a secret is 'pre-created' (as in the console): dynamic registration
+    hands out that secret while the device is not active yet; the first MQTT connection or a
+    registration makes it active. state_dir (optional) persists devices and tokens in
+    state_dir/state.json so a restarted cloud keeps both.
+    """
+
+    def __init__(self, devices=(), products=(), state_dir=None, token_lifetime=TOKEN_LIFETIME,
+                 clock=time.time, mqtt_host="127.0.0.1", mqtt_port=1883, strict_securemode=True):
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.clock_offset = 0.0
+        self.token_lifetime = token_lifetime
+        self.mqtt_host, self.mqtt_port = mqtt_host, mqtt_port
+        self.strict_securemode = strict_securemode
+        self.state_path = os.path.join(state_dir, "state.json") if state_dir else None
+        self.products = {}
+        self.devices = {}
+        self.tokens = {}  # iotToken -> {"iotId", "expires"}
+        for p in products:
+            self.add_product(p)
+        for d in devices:
+            self.add_device(d)
+        self._load()
+        self.save()
+
+    # -- registry ---------------------------------------------------------------------------
+    def now(self):
+        return self.clock() + self.clock_offset
+
+    def add_product(self, p):
+        with self.lock:
+            self.products[p["productKey"]] = {
+                "productKey": p["productKey"],
+                "productSecret": p.get("productSecret", ""),
+                "dynamicRegistration": bool(p.get("dynamicRegistration", False)),
+            }
+
+    def add_device(self, d):
+        with self.lock:
+            key = (d["productKey"], d["deviceName"])
+            old = self.devices.get(key, {})
+            self.devices[key] = {
+                "productKey": d["productKey"],
+                "deviceName": d["deviceName"],
+                "deviceSecret": d.get("deviceSecret") or old.get("deviceSecret") or "",
+                "active": bool(d.get("active", old.get("active", False))),
+                "enabled": bool(d.get("enabled", old.get("enabled", True))),
+                "iotId": d.get("iotId") or old.get("iotId") or _rand(20),
+            }
+            return self.devices[key]
+
+    def device(self, pk, dn):
+        return self.devices.get((pk, dn))
+
+    def device_by_iot_id(self, iot_id):
+        for d in self.devices.values():
+            if d["iotId"] == iot_id:
+                return d
+        return None
+
+    def activate(self, pk, dn):
+        with self.lock:
+            d = self.devices.get((pk, dn))
+            if d is not None and not d["active"]:
+                d["active"] = True
+                self.save()
+
+    # -- persistence ------------------------------------------------------------------------
+    def _load(self):
+        if not self.state_path or not os.path.exists(self.state_path):
+            return
+        with open(self.state_path) as f:
+            st = json.load(f)
+        for p in st.get("products", []):
+            if p["productKey"] not in self.products:
+                self.add_product(p)
+        for d in st.get("devices", []):
+            key = (d["productKey"], d["deviceName"])
+            cur = self.devices.get(key)
+            if cur is None:
+                self.add_device(d)
+            else:  # keep the identity and activation the cloud already gave this device
+                cur["iotId"] = d["iotId"]
+                cur["active"] = cur["active"] or d.get("active", False)
+                if d.get("deviceSecret") and not cur["deviceSecret"]:
+                    cur["deviceSecret"] = d["deviceSecret"]
+        self.tokens.update(st.get("tokens", {}))
+
+    def save(self):
+        if not self.state_path:
+            return
+        with self.lock:
+            now = self.now()
+            self.tokens = {t: v for t, v in self.tokens.items() if v["expires"] > now}
+            st = {"products": list(self.products.values()), "devices": list(self.devices.values()),
+                  "tokens": self.tokens}
+            tmp = self.state_path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(st, f, indent=1)
+            os.replace(tmp, self.state_path)
+
+    # -- Flow A: POST /auth/devicename -------------------------------------------------------
+    def auth_devicename(self, form):
+        for k in ("productKey", "deviceName", "clientId", "sign"):
+            if not form.get(k):
+                return reply(CODE_BAD_PARAM, "param error: %s is missing" % k)
+        method = form.get("signmethod", "hmacmd5").lower() or "hmacmd5"
+        if method not in SIGN_METHODS:
+            return reply(CODE_BAD_PARAM, "param error: unsupported signmethod")
+        if len(form["clientId"]) > CLIENT_ID_MAX:
+            return reply(CODE_BAD_PARAM, "param error: clientId longer than 64")
+        with self.lock:
+            d = self.device(form["productKey"], form["deviceName"])
+            if d is None or not d["enabled"] or not d["deviceSecret"]:
+                return reply(CODE_NO_DEVICE, "device not found")
+            signed = {k: v for k, v in form.items()
+                      if k not in ("sign", "signmethod", "version", "resources")}
+            if not sign_ok(method, d["deviceSecret"], signed, form["sign"]):
+                return reply(CODE_BAD_SIGN, "sign check error")
+            token = secrets.token_hex(16)
+            self.tokens[token] = {"iotId": d["iotId"], "expires": self.now() + self.token_lifetime}
+            self.save()
+            data = {"iotId": d["iotId"], "iotToken": token}
+            if "mqtt" in form.get("resources", "").split(","):
+                data["resources"] = {"mqtt": {"host": self.mqtt_host, "port": self.mqtt_port}}
+            return reply(CODE_OK, "success", data)
+
+    # -- Flow C: POST /auth/register/device --------------------------------------------------
+    def register_device(self, form):
+        for k in ("productKey", "deviceName", "random", "sign"):
+            if not form.get(k):
+                return reply(CODE_BAD_PARAM, "param error: %s is missing" % k)
+        method = (form.get("signMethod") or form.get("signmethod") or "hmacmd5").lower()
+        if method not in SIGN_METHODS:
+            return reply(CODE_BAD_PARAM, "param error: unsupported signMethod")
+        pk, dn = form["productKey"], form["deviceName"]
+        with self.lock:
+            p = self.products.get(pk)
+            if p is None:
+                return reply(CODE_NO_DEVICE, "product not found")
+            if not p["dynamicRegistration"] or not p["productSecret"]:
+                return reply(CODE_REG_DISABLED, "dynamic registration is not enabled for this product")
+            signed = {"deviceName": dn, "productKey": pk, "random": form["random"]}
+            if not sign_ok(method, p["productSecret"], signed, form["sign"]):
+                return reply(CODE_REG_BAD_SIGN, "sign check error")
+            d = self.device(pk, dn)
+            if d is not None and d["active"]:
+                return reply(CODE_REG_ACTIVE, "device is already active")
+            if d is None or not d["deviceSecret"]:
+                d = self.add_device({"productKey": pk, "deviceName": dn, "deviceSecret": _rand(32)})
+            d["active"] = True
+            self.save()
+            return reply(CODE_OK, "success",
+                         {"productKey": pk, "deviceName": dn, "deviceSecret": d["deviceSecret"]})
+
+    # -- Flow B and token login: the MQTT CONNECT check ----------------------------------------
+    def check_connect(self, client_id, username, password, keepalive, tls, console=None):
+        """Return (connack_rc, identity); identity is ("device", pk, dn) or ("cloud",).
+
+        console: (username, password) of the privileged cloud-side client.
+        """
+        client_id = client_id or ""
+        if isinstance(password, bytes):
+            try:
+                password = password.decode()
+            except UnicodeDecodeError:
+                return RC_BAD_USER_PASS, None
+        if console and username == console[0]:
+            if password is not None and hmac.compare_digest(password, console[1]):
+                return RC_OK, ("cloud",)
+            return RC_NOT_AUTHORISED, None
+        if not username or password is None or password == "":
+            return RC_BAD_USER_PASS, None
+        if not (KEEPALIVE_MIN <= keepalive <= KEEPALIVE_MAX):
+            return RC_UNAVAILABLE, None
+        if "&" not in username:
+            return self._check_token(username, password)
+        dn, _, pk = username.partition("&")
+        if not dn or not pk or "&" in pk:
+            return RC_BAD_USER_PASS, None
+        parsed = parse_direct_client_id(client_id)
+        if parsed is None:
+            return RC_CLIENT_ID, None
+        ident, params = parsed
+        if not ident or len(ident) > CLIENT_ID_MAX:
+            return RC_CLIENT_ID, None
+        method = params.get("signmethod", "hmacmd5").lower()
+        mode = params.get("securemode")
+        if method not in SIGN_METHODS or mode not in ("2", "3"):
+            return RC_CLIENT_ID, None
+        if self.strict_securemode and mode != ("2" if tls else "3"):
+            return RC_CLIENT_ID, None  # securemode 2 is TLS, 3 plain TCP (ALIYUN.md)
+        if not _HEX.match(password):
+            return RC_BAD_USER_PASS, None
+        with self.lock:
+            d = self.device(pk, dn)
+            if d is None or not d["enabled"] or not d["deviceSecret"]:
+                return RC_NOT_AUTHORISED, None
+            signed = {"clientId": ident, "deviceName": dn, "productKey": pk}
+            if "timestamp" in params:
+                signed["timestamp"] = params["timestamp"]
+            if not sign_ok(method, d["deviceSecret"], signed, password):
+                return RC_NOT_AUTHORISED, None
+            return RC_OK, ("device", pk, dn)
+
+    def _check_token(self, iot_id, token):
+        with self.lock:
+            t = self.tokens.get(token)
+            if t is None or t["iotId"] != iot_id or t["expires"] <= self.now():
+                return RC_UNAVAILABLE, None
+            d = self.device_by_iot_id(iot_id)
+            if d is None or not d["enabled"]:
+                return RC_UNAVAILABLE, None
+            return RC_OK, ("device", d["productKey"], d["deviceName"])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "LocalAliyunAuth/1.0"
+
+    def log_message(self, fmt, *args):  # quiet unless the cloud runs verbose
+        if self.server.verbose:
+            super().log_message(fmt, *args)
+
+    def _send(self, status, obj):
+        body = json.dumps(obj, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json;charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _form(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n > 0 else b""
+        url = urllib.parse.urlsplit(self.path)
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if body and ctype != "application/x-www-form-urlencoded":
+            return url.path, None
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return url.path, None
+        for k, v in urllib.parse.parse_qs(text, keep_blank_values=True).items():
+            form[k] = v[0]
+        return url.path, form
+
+    def do_POST(self):
+        path, form = self._form()
+        if path in ("/auth/devicename", "/auth/register/device"):
+            if form is None:
+                res = reply(CODE_BAD_PARAM, "param error: body must be application/x-www-form-urlencoded")
+            elif path == "/auth/devicename":
+                res = self.server.state.auth_devicename(form)
+            else:
+                res = self.server.state.register_device(form)
+            return self._send(200, res)
+        if path.startswith("/_cloud/") and self.server.control is not None:
+            if not hmac.compare_digest(self.headers.get("X-Cloud-Token", ""), self.server.control_token):
+                return self._send(403, {"error": "forbidden"})
+            try:
+                return self._send(200, self.server.control(path[len("/_cloud/"):], form or {}))
+            except Exception as e:  # report, keep serving
+                return self._send(500, {"error": repr(e)})
+        self._send(404, reply(404, "not found"))
+
+    def do_GET(self):
+        self._send(404, reply(404, "not found"))
+
+
+class AuthHTTPServer(ThreadingHTTPServer):
+    """The auth endpoint on host:port (port 0 = free port); serve with serve_forever()."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, state, host="127.0.0.1", port=0, control=None, control_token="", verbose=False):
+        self.state, self.control, self.control_token, self.verbose = state, control, control_token, verbose
+        super().__init__((host, port), _Handler)
+
+    @property
+    def port(self):
+        return self.server_address[1]
