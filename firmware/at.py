@@ -66,18 +66,6 @@ def _cme_code(line):
         return None
 
 
-def _count(header):
-    """The byte count at the end of a counted header: '+MSUB: "t",11 byte' or '+HTTPREAD: 128'."""
-    h = header.rstrip()
-    if h.endswith(b"byte"):
-        h = h[:-4]
-    i = max(h.rfind(b","), h.rfind(b":"))
-    n = int(h[i + 1 :])
-    if n < 0:
-        raise ValueError
-    return n
-
-
 class AT:
     def __init__(self, uart, rxbuf=_RXBUF):
         self.uart = uart
@@ -86,6 +74,9 @@ class AT:
         self._head = 0  # first unparsed byte
         self._tail = 0  # end of received data
         self._skip = False  # discarding the rest of an overlong line
+        self._p_hdr = None  # header of a counted item whose payload is still arriving
+        self._p_off = 0  # ... where its payload starts, relative to self._head
+        self._p_n = 0  # ... and its length
         self._urcs = []  # [(prefix, handler(line, payload))]
         self._counted = []  # [(prefix, terminator)]
         self.idle = None  # called while waiting (feed a watchdog)
@@ -205,12 +196,17 @@ class AT:
         self.stats["discarded"] += 1
         log.warn(_TAG, "discarded %s: %r...", why, sample)
         self._head = self._tail = 0
+        self._p_hdr = None
 
     def _parse(self):
         buf = self._buf
         while True:
             head = self._head
             tail = self._tail
+            if self._p_hdr is not None:  # a counted payload is arriving: nothing else to do
+                if self._counted_item(head, tail, -1) < 0:
+                    return
+                continue
             if self._skip:
                 nl = buf.find(b"\n", head, tail)
                 if nl < 0:
@@ -229,8 +225,12 @@ class AT:
                 return
             self._head = head
             nl = buf.find(b"\n", head, tail)
-            if self._counted and self._counted_item(head, tail, nl):
-                continue
+            if self._counted:
+                got = self._counted_item(head, tail, nl)
+                if got > 0:
+                    continue
+                if got < 0:
+                    return  # the payload is still arriving
             if nl < 0:
                 if self._data is not None and buf[head] == 62:  # '>' prompt, no line end
                     self._head = tail
@@ -257,33 +257,60 @@ class AT:
         return True
 
     def _counted_item(self, head, tail, nl):
-        """Read a counted item at `head` if one starts there. True when it was consumed."""
+        """Read a counted item at `head` if one starts there.
+        1: consumed; 0: no counted item here; -1: its payload is still arriving."""
+        if self._p_hdr is None:
+            found = self._counted_header(head, tail, nl)
+            if found <= 0:
+                return -found  # 0: none here; a bad one was discarded: consumed
+        start = head + self._p_off
+        n = self._p_n
+        have = tail - start
+        if have >= n:
+            payload = bytes(self._mv[start : start + n])
+            self._head = start + n
+        elif self._p_off + n <= len(self._buf):
+            return -1  # fits the buffer: wait for the rest without blocking
+        else:
+            payload = self._read_rest(start, have, n)
+        header = self._p_hdr
+        self._p_hdr = None
+        if payload is not None:
+            self._item(header, payload)
+        return 1
+
+    def _counted_header(self, head, tail, nl):
+        """Parse a counted header at `head` into self._p_*: 1 done, 0 none here (or not
+        complete yet), -1 a bad one was discarded."""
         buf = self._buf
         for prefix, term in self._counted:
             if not buf.startswith(prefix, head):
                 continue
             t = buf.find(term, head, tail)
             if t < 0 or 0 <= nl < t:
-                return False  # a plain line with this prefix (no payload)
-            header = bytes(self._mv[head:t]).rstrip()
-            start = t + len(term)
-            try:
-                n = _count(header)
-            except ValueError:
-                self._discard("bad count in %r" % header[:60], b"")
-                self._head = self._tail = 0
-                return True
-            have = tail - start
-            if have >= n:
-                payload = bytes(self._mv[start : start + n])
-                self._head = start + n
-            else:
-                payload = self._read_rest(start, have, n)
-                if payload is None:
-                    return True
-            self._item(header, payload)
-            return True
-        return False
+                return 0  # incomplete, or a plain line with this prefix
+            # the count is the number just before the terminator (and a "byte" word)
+            j = t
+            while j > head and (buf[j - 1] == 32 or buf[j - 1] == 13):
+                j -= 1
+            if j - 4 > head and buf.startswith(b"byte", j - 4):
+                j -= 4
+                while j > head and buf[j - 1] == 32:
+                    j -= 1
+            i = j
+            while i > head and 48 <= buf[i - 1] <= 57:
+                i -= 1
+            if i == j or j - i > 9 or buf[i - 1] not in (32, 44, 58):  # ' ' ',' ':'
+                self._discard("bad count in %r" % bytes(self._mv[head:t]), b"")
+                return -1
+            n = 0
+            for k in range(i, j):
+                n = n * 10 + buf[k] - 48
+            self._p_hdr = bytes(self._mv[head:j])
+            self._p_off = t + len(term) - head
+            self._p_n = n
+            return 1
+        return 0
 
     def _read_rest(self, start, have, n):
         """The payload runs past what is buffered: read the rest straight from the UART."""

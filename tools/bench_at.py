@@ -1,0 +1,156 @@
+# Receive-path benchmark (run under micropython; CPython works too):
+#   MICROPYPATH=. .venv/bin/micropython tools/bench_at.py
+# Feeds one long stream of mixed module output (+MSUB downlinks of several sizes, URCs,
+# replies) to firmware.at and to a char-by-char reader (read(1), concatenation, endswith)
+# that extracts the same downlinks, and prints microseconds per byte, the ratio between
+# them (measured in the same run), and bytes allocated per downlink.
+import gc
+import sys
+
+try:
+    from time import ticks_diff, ticks_us
+except ImportError:
+    import time
+
+    def ticks_us():
+        return int(time.perf_counter() * 1e6)
+
+    def ticks_diff(a, b):
+        return a - b
+
+
+sys.path.insert(0, ".")
+from firmware.at import AT  # noqa: E402
+
+TOPIC = b"/a1mxL3s6Z7m/866714043075174/user/get"
+SIZES = (11, 64, 200, 512, 1000)
+
+
+def build_stream(rounds):
+    parts = []
+    n = 0
+    for i in range(rounds):
+        for size in SIZES:
+            payload = (b'{"seq":%d,"v":"' % i) + b"x,\r\n\"" * (size // 4)
+            payload = payload[:size]
+            parts.append(b'\r\n+MSUB: "' + TOPIC + b'",' + str(len(payload)).encode() + b" byte," + payload + b"\r\n")
+            n += 1
+        parts.append(b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n\r\n+MQTTSTATU :1\r\n\r\nOK\r\n\r\nPUBACK\r\n")
+    return b"".join(parts), n
+
+
+class StreamUART:
+    """Serves a prepared stream in UART-sized chunks (a board's rxbuf hands out <= 256)."""
+
+    def __init__(self, data, chunk=256):
+        self.mv = memoryview(data)
+        self.pos = 0
+        self.chunk = chunk
+
+    def readinto(self, buf, nbytes=None):
+        n = min(len(buf), self.chunk, len(self.mv) - self.pos)
+        if n <= 0:
+            return None
+        buf[:n] = self.mv[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+    def read(self, n=1):
+        if self.pos >= len(self.mv):
+            return None
+        out = bytes(self.mv[self.pos : self.pos + n])
+        self.pos += n
+        return out
+
+    def write(self, b):
+        return len(b)
+
+    def any(self):
+        return len(self.mv) - self.pos
+
+
+def run_engine(data):
+    got = [0, 0]
+
+    def on_msub(line, payload):
+        got[0] += 1
+        got[1] += len(payload)
+
+    at = AT(StreamUART(data))
+    at.counted(b"+MSUB", b"byte,")
+    at.on(b"+MSUB", on_msub)
+    for p in (b"+CSQ", b"OK", b"+MQTTSTATU", b"PUBACK"):
+        at.on(p, lambda line, payload: None)
+    t0 = ticks_us()
+    while at._fill():
+        pass
+    return ticks_diff(ticks_us(), t0), got
+
+
+def run_naive(data):
+    """The reader users write first: one byte at a time, a growing bytes object."""
+    uart = StreamUART(data)
+    got = [0, 0]
+    t0 = ticks_us()
+    line = b""
+    while True:
+        c = uart.read(1)
+        if not c:
+            break
+        line += c
+        if line.startswith(b"+MSUB") and line.endswith(b"byte,"):
+            n = int(line[line.rfind(b",", 0, len(line) - 5) + 1 : -5])
+            payload = b""
+            while len(payload) < n:
+                payload += uart.read(1)
+            got[0] += 1
+            got[1] += len(payload)
+            line = b""
+        elif line.endswith(b"\r\n"):
+            line = b""
+    return ticks_diff(ticks_us(), t0), got
+
+
+def alloc_per_downlink(data, count):
+    if not hasattr(gc, "mem_alloc"):
+        return None
+    at = AT(StreamUART(data))
+    at.counted(b"+MSUB", b"byte,")
+    sink = []
+    at.on(b"+MSUB", lambda line, payload: sink.append(len(payload)))
+    for p in (b"+CSQ", b"OK", b"+MQTTSTATU", b"PUBACK"):
+        at.on(p, lambda line, payload: None)
+    gc.collect()
+    gc.disable()
+    a0 = gc.mem_alloc()
+    while at._fill():
+        pass
+    a1 = gc.mem_alloc()
+    gc.enable()
+    return (a1 - a0) / count
+
+
+def main():
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    data, count = build_stream(rounds)
+    # best of 5, alternating, so both readers see the same machine load
+    t_engine = t_naive = None
+    for _ in range(5):
+        t, got_e = run_engine(data)
+        t_engine = t if t_engine is None else min(t, t_engine)
+        t, got_n = run_naive(data)
+        t_naive = t if t_naive is None else min(t, t_naive)
+    assert got_e == got_n == [count, got_e[1]], (got_e, got_n)
+    per_e = t_engine / len(data)
+    per_n = t_naive / len(data)
+    print("receive path: %d bytes, %d downlinks (%s bytes each) + URCs and replies" % (len(data), count, "/".join(str(s) for s in SIZES)))
+    print("  engine      %8.3f us/byte" % per_e)
+    print("  char-by-char%8.3f us/byte" % per_n)
+    print("  ratio       %8.1fx (target >= 40x; best of 5 runs each)" % (per_n / per_e))
+    a = alloc_per_downlink(data, count)
+    if a is not None:
+        avg = (len(TOPIC) + got_e[1] / count)
+        print("  allocated   %8.0f bytes per downlink (topic + payload average %.0f)" % (a, avg))
+
+
+main()
