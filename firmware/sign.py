@@ -9,7 +9,7 @@
 # hashlib.md5 (MicroPython ties md5 to TLS support), so MD5 and SHA-1 also exist in pure
 # Python here. Built-in hash objects have no hexdigest()/copy(): digest() + hexlify.
 # Error messages name the field and never echo a value (a secret must not reach a log).
-from struct import pack_into, unpack_from
+from struct import pack, pack_into, unpack_from
 
 from firmware.port import const, hexlify
 
@@ -180,17 +180,11 @@ def _fallback(name, head, data):
         pack_into("<II", buf, size - 8, bits & _M32, bits >> 32)
         state = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476]
         _md5_blocks(buf, state)
-        return _words("<4I", state)
+        return pack("<4I", *state)
     pack_into(">II", buf, size - 8, bits >> 32, bits & _M32)
     state = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0]
     _sha1_blocks(buf, state)
-    return _words(">5I", state)
-
-
-def _words(fmt, state):
-    out = bytearray(len(state) << 2)
-    pack_into(fmt, out, 0, *state)
-    return bytes(out)
+    return pack(">5I", *state)
 
 
 def _ctor(name, force_fallback):
@@ -361,7 +355,7 @@ def mqtt_credentials(product_key, device_name, device_secret, client_id=None,
     cid = _client_id(client_id, pk + "." + dn)
     name = _method(method)
     ts = _timestamp(timestamp)
-    if securemode not in (2, 3) or isinstance(securemode, bool):
+    if securemode not in (2, 3):
         raise ValueError("securemode: must be 2 (TLS) or 3 (TCP)")
     password = _sign(name, ds, (("clientId", cid), ("deviceName", dn), ("productKey", pk), ("timestamp", ts)))
     method = "hmac" + name

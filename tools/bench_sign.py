@@ -6,7 +6,7 @@
 import sys
 
 try:
-    from time import ticks_us, ticks_diff
+    from time import ticks_diff, ticks_us
 except ImportError:  # CPython
     from time import perf_counter
 
@@ -25,7 +25,7 @@ def _repo_root():
 
 sys.path.insert(0, _repo_root())
 
-from firmware import sign  # noqa: E402
+from firmware import sign
 
 TARGET_MS = 5.0
 KEY = b"y7MTCG6Gk33Ux26bbWSpANI4Oal0bg5Q"

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from firmware import sign  # noqa: E402  (needs ROOT on sys.path)
+from firmware import sign  # needs ROOT on sys.path (above)
 
 PORT = 1883
 KEEPALIVE = 300  # seconds; the platform accepts 30..1200
