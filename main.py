@@ -1,1 +1,5 @@
-# main.py: the app (filled in by the driver/flows work).
+# main.py: runs after boot.py on every reset (and as `micropython main.py` on a PC).
+# Everything lives in firmware/app.py; this file only starts it.
+from firmware import app
+
+app.main()

@@ -30,10 +30,11 @@ class ModemError(Exception):
 class ATError(ModemError):
     """The module answered ERROR or +CME ERROR: <code> (code is None for plain ERROR)."""
 
-    def __init__(self, cmd, code=None, line=None):
+    def __init__(self, cmd, code=None, line=None, after_ok=False):
         self.cmd = cmd
         self.code = code
         self.line = line
+        self.after_ok = after_ok  # OK came first: the later step failed (a refused CONNACK)
         super().__init__("%s failed: %s" % (cmd, line or "ERROR"))
 
 
@@ -96,6 +97,7 @@ class AT:
         self.payload = None  # counted payload of the last command (+HTTPREAD)
         self._failed = False
         self._aborted = False
+        self._ok = False
 
     # ---------------------------------------------------------------- set-up
     def on(self, prefix, handler):
@@ -134,6 +136,7 @@ class AT:
         self.payload = None
         self._failed = False
         self._aborted = False
+        self._ok = False
         self._active = True
         try:
             self.uart.write(cmd + b"\r")
@@ -151,7 +154,7 @@ class AT:
         if self._aborted:
             raise ATAbort(label, self.final.decode())
         if self._failed:
-            raise ATError(label, _cme_code(self.final), self.final.decode())
+            raise ATError(label, _cme_code(self.final), self.final.decode(), self._ok)
         return self._lines
 
     def _stage(self):
@@ -354,6 +357,7 @@ class AT:
                 return
             if line == b"OK":
                 self.final = line
+                self._ok = True
                 if not self._then:
                     self._active = False
                 return

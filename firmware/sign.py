@@ -24,6 +24,7 @@ _MAX_CLIENT_ID = const(64)
 
 # method name (lower case) -> digest name
 _METHODS = {"hmacmd5": "md5", "hmacsha1": "sha1", "hmacsha256": "sha256"}
+METHODS = sorted(_METHODS)  # the sign methods Aliyun knows, for config checks
 
 # HMAC pads as 512-bit integers: key ^ pad over the whole block in one int operation.
 _IPAD = int.from_bytes(b"\x36" * 64, "big")

@@ -1,0 +1,119 @@
+# Aliyun IoT on top of the driver: where the servers are, the topic names (their only
+# home), and the two connection flows of the seed walkthrough:
+#   "http": sign with auth_form, POST /auth/devicename, MQTT with iotId / iotToken;
+#   "mqtt": the direct-sign triple from mqtt_credentials.
+# Then connect, and subscribe /{pk}/{dn}/user/get.
+import json
+
+from firmware import log, sign
+from firmware.at import ModemError
+
+_TAG = "aliyun"
+TOKEN_LIFE_S = 7 * 24 * 3600  # an iotToken lives 7 days
+
+AUTH_CODES = {
+    401: "bad sign: check DeviceSecret and the sign method",
+    460: "bad request parameter",
+    500: "server error",
+    5001: "device not found: check ProductKey and DeviceName",
+    6200: "auth type mismatch (the product does not use this auth flow)",
+    6288: "dynamic registration is not enabled for the product",
+    6289: "device is already active: dynamic registration gives its secret only once",
+    6600: "bad sign for registration: check ProductSecret",
+}
+
+
+class CloudError(ModemError):
+    """The platform answered with an error code."""
+
+    def __init__(self, code, message):
+        self.code = code
+        super().__init__(message)
+
+
+class Topics:
+    """Every topic a device uses, built once from its ProductKey and DeviceName."""
+
+    def __init__(self, pk, dn):
+        base = "/%s/%s" % (pk, dn)
+        sys_ = "/sys" + base
+        self.update = base + "/user/update"
+        self.update_error = base + "/user/update/error"
+        self.get = base + "/user/get"
+        self.property_post = sys_ + "/thing/event/property/post"
+        self.property_post_reply = self.property_post + "_reply"
+        self.property_set = sys_ + "/thing/service/property/set"
+        self.property_set_reply = self.property_set + "_reply"
+        self.event_prefix = sys_ + "/thing/event/"  # + identifier + "/post"
+        self.service_prefix = sys_ + "/thing/service/"  # + identifier (+ "_reply")
+        self.ntp_request = "/ext/ntp" + base + "/request"
+        self.ntp_response = "/ext/ntp" + base + "/response"
+        self.ota_inform = "/ota/device/inform" + base
+
+    def event_post(self, identifier):
+        return self.event_prefix + identifier + "/post"
+
+    def service(self, identifier):
+        return self.service_prefix + identifier
+
+
+def mqtt_host(cfg):
+    return cfg.get("mqtt_host") or "%s.iot-as-mqtt.%s.aliyuncs.com" % (cfg["product_key"], cfg["region"])
+
+
+def auth_url(cfg, path="/auth/devicename"):
+    return "https://%s%s" % (cfg.get("auth_host") or "iot-auth.%s.aliyuncs.com" % cfg["region"], path)
+
+
+def client_id(cfg):
+    return cfg.get("client_id") or "%s.%s" % (cfg["product_key"], cfg["device_name"])
+
+
+def post_form(modem, cfg, path, body):
+    """POST a form to the auth server through the module; the parsed JSON's data."""
+    modem.bearer_open(cfg["apn"])
+    status, data = modem.http_post(auth_url(cfg, path), body)
+    try:
+        reply = json.loads(data)
+        code = reply.get("code")
+    except (ValueError, AttributeError):
+        raise CloudError(status, "%s: HTTP %d, unreadable reply %r" % (path, status, data[:80]))
+    if code != 200:
+        raise CloudError(code, "%s refused: code %s, %s (%s)" % (path, code, AUTH_CODES.get(code, "unknown code"), reply.get("message")))
+    return reply.get("data") or {}
+
+
+def http_auth(modem, cfg):
+    """Flow "http": (username=iotId, password=iotToken, host or None, port or None)."""
+    method = cfg["sign_method"]
+    body = sign.auth_form(cfg["product_key"], cfg["device_name"], cfg["device_secret"], client_id(cfg), method)
+    data = post_form(modem, cfg, "/auth/devicename", body + "&resources=mqtt")
+    try:
+        iot_id, token = data["iotId"], data["iotToken"]
+    except (KeyError, TypeError):
+        raise CloudError(200, "/auth/devicename: reply without iotId/iotToken")
+    mqtt = (data.get("resources") or {}).get("mqtt") or {}
+    log.info(_TAG, "token issued for %s (lives 7 days)", iot_id)
+    return iot_id, token, mqtt.get("host"), mqtt.get("port")
+
+
+def credentials(modem, cfg):
+    """(client_id, username, password, host, port) for the configured flow."""
+    host, port = mqtt_host(cfg), cfg["mqtt_port"]
+    if cfg["auth"] == "http":
+        user, password, h, p = http_auth(modem, cfg)
+        if h and not cfg.get("mqtt_host"):
+            host, port = h, p or port
+        return client_id(cfg), user, password, host, port
+    cid, user, password = sign.mqtt_credentials(
+        cfg["product_key"], cfg["device_name"], cfg["device_secret"], client_id(cfg),
+        cfg["sign_method"], securemode=2 if cfg["tls"] else 3,
+    )
+    return cid, user, password, host, port
+
+
+def connect(modem, cfg, topics):
+    """Sign (or fetch a token), connect over MQTT and subscribe the downlink topic."""
+    cid, user, password, host, port = credentials(modem, cfg)
+    modem.mqtt_connect(cid, user, password, host, port, tls=cfg["tls"], keepalive=cfg["keepalive"])
+    modem.mqtt_subscribe(topics.get, 0)
