@@ -296,7 +296,8 @@ class Air72x:
                 raise ConnectError("%s to %s:%d refused by the module" % (start, host, port))
             self.at.final = b"ALREADY CONNECT"  # a link is up: go on with MCONNECT
         if self.at.final.startswith(b"CONNECT FAIL"):
-            raise ConnectError("%s to %s:%d: CONNECT FAIL (network, DNS or TLS)" % (start, host, port))
+            state = b" ".join(self.at._lines).decode()  # e.g. "STATE: IP INITIAL": no bearer
+            raise ConnectError("%s to %s:%d: CONNECT FAIL %s(network, DNS, TLS or bearer)" % (start, host, port, state + " " if state else ""))
         try:
             self.at.cmd(
                 "AT+MCONNECT=%d,%d" % (1 if clean else 0, keepalive),

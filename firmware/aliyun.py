@@ -2,7 +2,7 @@
 # home), and the two connection flows of the seed walkthrough:
 #   "http": sign with auth_form, POST /auth/devicename, MQTT with iotId / iotToken;
 #   "mqtt": the direct-sign triple from mqtt_credentials.
-# Then connect, and subscribe /{pk}/{dn}/user/get.
+# Both need the bearer (AT+SAPBR) open first. Then connect, subscribe /{pk}/{dn}/user/get.
 import json
 
 from firmware import log, sign
@@ -70,8 +70,7 @@ def client_id(cfg):
 
 
 def post_form(modem, cfg, path, body):
-    """POST a form to the auth server through the module; the parsed JSON's data."""
-    modem.bearer_open(cfg["apn"])
+    """POST a form to the auth server through the module (bearer open); the JSON's data."""
     status, data = modem.http_post(auth_url(cfg, path), body)
     try:
         reply = json.loads(data)
@@ -113,7 +112,9 @@ def credentials(modem, cfg):
 
 
 def connect(modem, cfg, topics):
-    """Sign (or fetch a token), connect over MQTT and subscribe the downlink topic."""
+    """Open the bearer, sign (or fetch a token), connect over MQTT, subscribe the downlink
+    topic: the seed's whole procedure after attach (firmware/link.py does it in phases)."""
+    modem.bearer_open(cfg["apn"])
     cid, user, password, host, port = credentials(modem, cfg)
     modem.mqtt_connect(cid, user, password, host, port, tls=cfg["tls"], keepalive=cfg["keepalive"])
     modem.mqtt_subscribe(topics.get, 0)

@@ -1,6 +1,6 @@
 # The link supervisor: a state machine from power-up to connected and back again.
 #
-#   module -> attach -> auth ("http" flow, no valid token) -> mqtt -> up
+#   module -> attach (and open the bearer) -> auth ("http" flow, no valid token) -> mqtt -> up
 #
 # step() does at most one phase per call and returns, so the app's loop keeps running while
 # the link is down; a phase is bounded by its AT deadlines. Every failure leads back to the
@@ -152,6 +152,7 @@ class Link:
             self._goto(ATTACH)
         elif st == ATTACH:
             if m.attached():
+                m.bearer_open(self.cfg["apn"])  # MIPSTART and HTTP both need it
                 self._goto(AUTH if self._needs_token() else MQTT)
             elif ticks_diff(self._attach_deadline, ticks_ms()) <= 0:
                 raise ModemError("not attached after %d s: check antenna, SIM data plan, APN" % (_ATTACH_MS // 1000))

@@ -32,7 +32,7 @@ def bearer_script():
 
 def http_script(body, reply, status=200):
     r = reply.encode()
-    return bearer_script() + [
+    return [
         (b"AT+HTTPINIT\r", OK),
         (b'AT+HTTPPARA="URL","https://iot-auth.cn-shanghai.aliyuncs.com/auth/devicename"\r', OK),
         (b'AT+HTTPPARA="USER_DEFINED","Content-Type: application/x-www-form-urlencoded"\r', OK),
@@ -99,7 +99,7 @@ def test_direct_flow_connects_and_subscribes():
     c = cfg()
     cid, user, pw = sign.mqtt_credentials(PK, DN, DS, DN, "hmacsha256", securemode=2)
     assert cid == DN + "|securemode=2,signmethod=hmacsha256|" and user == DN + "&" + PK
-    script = [
+    script = bearer_script() + [
         (b'AT+MCONFIG="%s","%s","%s"\r' % (cid.encode(), user.encode(), pw.encode()), OK),
         (b'AT+SSLMIPSTART="b0FMK1Ga5cp.iot-as-mqtt.cn-shanghai.aliyuncs.com",1883\r', OK + b"\r\nCONNECT OK\r\n"),
         (b"AT+MCONNECT=1,300\r", OK + b"\r\nCONNACK OK\r\n"),
@@ -114,7 +114,7 @@ def test_direct_flow_connects_and_subscribes():
 def test_direct_flow_over_tcp_uses_securemode_3_and_mipstart():
     c = cfg(tls=False, sign_method="hmacsha1", keepalive=120)
     cid, user, pw = sign.mqtt_credentials(PK, DN, DS, DN, "hmacsha1", securemode=3)
-    script = [
+    script = bearer_script() + [
         (b'AT+MCONFIG="%s","%s","%s"\r' % (cid.encode(), user.encode(), pw.encode()), OK),
         (b'AT+MIPSTART="b0FMK1Ga5cp.iot-as-mqtt.cn-shanghai.aliyuncs.com",1883\r', OK + b"\r\nCONNECT OK\r\n"),
         (b"AT+MCONNECT=1,120\r", OK + b"\r\nCONNACK OK\r\n"),

@@ -1,0 +1,195 @@
+"""The simulated world for end-to-end runs: the local cloud, a virtual Air724 module, and
+the real firmware (main.py) under the `micropython` interpreter, in a work directory that
+plays the board's flash (config.json lives there). Used by `make sim` (tools/sim.py), the
+end-to-end tests, the soak and the benchmarks.
+
+    with SimEnv(flow="http") as env:          # cloud + module up, firmware running
+        env.firmware.wait_log("link: mqtt -> up")
+        env.cloud.wait_uplink(lambda t, p: t == env.topics["update"])
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from tools.cloud import LocalCloud  # noqa: E402
+from tools.vmodule import VirtualModule  # noqa: E402
+
+REGISTRY = os.path.join(ROOT, "tools", "demo_devices.json")
+DEMO = {"productKey": "a1DemoPk001", "deviceName": "demo-device-1", "deviceSecret": "DemoDeviceSecret0000000000000001"}
+
+
+def micropython_bin():
+    cand = os.path.join(os.path.dirname(sys.executable), "micropython")
+    return cand if os.path.exists(cand) else shutil.which("micropython")
+
+
+def registry():
+    with open(REGISTRY) as f:
+        return json.load(f)
+
+
+class Firmware:
+    """main.py under micropython, its log collected line by line."""
+
+    def __init__(self, workdir, heapsize=None, mpy_dir=None, echo=None):
+        self.workdir = workdir
+        self.heapsize = heapsize
+        self.mpy_dir = mpy_dir  # run compiled .mpy files from here instead of the sources
+        self.echo = echo  # callable(line) to show the log live
+        self.lines = []
+        self._cv = threading.Condition()
+        self.proc = None
+
+    def start(self):
+        mp = micropython_bin()
+        if not mp:
+            raise RuntimeError("no micropython interpreter: run `make venv`")
+        cmd = [mp]
+        if self.heapsize:
+            cmd += ["-X", "heapsize=%s" % self.heapsize]
+        env = dict(os.environ)
+        if self.mpy_dir:
+            cmd += ["-c", "import main"]
+            env["MICROPYPATH"] = self.mpy_dir
+        else:
+            cmd += [os.path.join(ROOT, "main.py")]
+            env["MICROPYPATH"] = ROOT
+        self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        threading.Thread(target=self._read, daemon=True).start()
+        return self
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self._cv:
+                self.lines.append(line)
+                self._cv.notify_all()
+            if self.echo:
+                self.echo(line)
+        with self._cv:
+            self._cv.notify_all()
+
+    def wait_log(self, match, timeout=30.0, since=0):
+        """The first log line (from index `since`) containing `match` (or for which
+        match(line) is true); TimeoutError with the log's tail otherwise."""
+        test = match if callable(match) else (lambda line: match in line)
+        deadline = time.monotonic() + timeout
+        i = since
+        with self._cv:
+            while True:
+                while i < len(self.lines):
+                    if test(self.lines[i]):
+                        return self.lines[i]
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and i >= len(self.lines)):
+                    tail = "\n".join(self.lines[-30:])
+                    state = "exited %s" % self.proc.returncode if self.proc.poll() is not None else "running"
+                    raise TimeoutError("firmware log has no %r after %.0f s (%s); last lines:\n%s" % (match, timeout, state, tail))
+                self._cv.wait(min(left, 0.2))
+
+    def text(self):
+        with self._cv:
+            return "\n".join(self.lines)
+
+    def stop(self):
+        p, self.proc = self.proc, None
+        if p is None:
+            return None
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return p.returncode
+
+
+class SimEnv:
+    """Local cloud + virtual module + firmware. `cfg` overrides config.json fields,
+    `vm` passes options to VirtualModule, `device` picks the triple (DEMO by default)."""
+
+    def __init__(self, flow="mqtt", tls=True, device=DEMO, cfg=None, vm=None, cloud=None,
+                 start_firmware=True, heapsize=None, mpy_dir=None, echo=None):
+        self.flow = flow
+        self.tls = tls
+        self.device = dict(device)
+        self.cfg_overrides = cfg or {}
+        self.vm_options = vm or {}
+        self.cloud = cloud
+        self._own_cloud = cloud is None
+        self.start_firmware = start_firmware
+        self.heapsize = heapsize
+        self.mpy_dir = mpy_dir
+        self.echo = echo
+        self.vm = None
+        self.firmware = None
+        self.workdir = None
+        pk, dn = self.device["productKey"], self.device["deviceName"]
+        self.topics = {"update": "/%s/%s/user/update" % (pk, dn), "get": "/%s/%s/user/get" % (pk, dn)}
+
+    def config(self):
+        cfg = {
+            "product_key": self.device["productKey"],
+            "device_name": self.device["deviceName"],
+            "device_secret": self.device["deviceSecret"],
+            "auth": self.flow,
+            "tls": self.tls,
+            "sign_method": "hmacmd5" if self.flow == "http" else "hmacsha256",
+            "keepalive": 60,
+            "interval": 1,
+            "uart": {"url": self.vm.url},
+        }
+        cfg.update(self.cfg_overrides)
+        return cfg
+
+    def start(self):
+        try:
+            if self.cloud is None:
+                reg = registry()
+                self.cloud = LocalCloud(devices=reg["devices"], products=reg["products"]).start()
+            self.vm = VirtualModule(auth_url=self.cloud.auth_url,
+                                    mqtt_addr=("127.0.0.1", self.cloud.mqtt_port),
+                                    mqtts_addr=("127.0.0.1", self.cloud.mqtts_port),
+                                    **self.vm_options).start()
+            self.workdir = tempfile.mkdtemp(prefix="board-")
+            with open(os.path.join(self.workdir, "config.json"), "w") as f:
+                json.dump(self.config(), f, indent=1)
+            if self.start_firmware:
+                self.run_firmware()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def run_firmware(self):
+        self.firmware = Firmware(self.workdir, self.heapsize, self.mpy_dir, self.echo).start()
+        return self.firmware
+
+    def stop(self):
+        if self.firmware:
+            self.firmware.stop()
+        if self.vm:
+            self.vm.stop()
+        if self.cloud and self._own_cloud:
+            self.cloud.stop()
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
