@@ -40,8 +40,10 @@ def registry():
 class Firmware:
     """main.py under micropython, its log collected line by line."""
 
-    def __init__(self, workdir, heapsize=None, mpy_dir=None, echo=None):
+    def __init__(self, workdir, heapsize=None, mpy_dir=None, echo=None, script=None, args=()):
         self.workdir = workdir
+        self.script = script  # another firmware-level script instead of main.py (tests)
+        self.args = list(args)
         self.heapsize = heapsize
         self.mpy_dir = mpy_dir  # run compiled .mpy files from here instead of the sources
         self.echo = echo  # callable(line) to show the log live
@@ -61,7 +63,7 @@ class Firmware:
             cmd += ["-c", "import main"]
             env["MICROPYPATH"] = self.mpy_dir
         else:
-            cmd += [os.path.join(ROOT, "main.py")]
+            cmd += [self.script or os.path.join(ROOT, "main.py")] + self.args
             env["MICROPYPATH"] = ROOT
         self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -163,6 +165,7 @@ class SimEnv:
                                     mqtt_addr=("127.0.0.1", self.cloud.mqtt_port),
                                     mqtts_addr=("127.0.0.1", self.cloud.mqtts_port),
                                     **self.vm_options).start()
+            self.mark = len(self.cloud.uplinks())  # uplinks before this run are not ours
             self.workdir = tempfile.mkdtemp(prefix="board-")
             with open(os.path.join(self.workdir, "config.json"), "w") as f:
                 json.dump(self.config(), f, indent=1)
@@ -173,8 +176,16 @@ class SimEnv:
             raise
         return self
 
-    def run_firmware(self):
-        self.firmware = Firmware(self.workdir, self.heapsize, self.mpy_dir, self.echo).start()
+    def uplinks(self, topic="update"):
+        """[(topic, payload, qos)] this run's device published on topics[topic]."""
+        return [u for u in self.cloud.uplinks()[self.mark:] if u[0] == self.topics[topic]]
+
+    def wait_uplink(self, pred=None, topic="update", timeout=15.0):
+        t = self.topics[topic]
+        return self.cloud.wait_uplink(lambda tp, p: tp == t and (pred is None or pred(p)), timeout, since=self.mark)
+
+    def run_firmware(self, script=None, args=()):
+        self.firmware = Firmware(self.workdir, self.heapsize, self.mpy_dir, self.echo, script, args).start()
         return self.firmware
 
     def stop(self):

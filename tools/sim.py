@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""`make sim`: the firmware end to end without a board, a SIM card or an Aliyun account.
+
+Starts the local cloud (tools/cloud.py) and a virtual Air724 module (tools/vmodule.py),
+runs the real main.py under the `micropython` interpreter against them for each flow
+("mqtt" direct sign, then "http" token auth), names each step of the seed procedure as
+the module sees it, proves a round trip (an uplink seen at the cloud, a console downlink
+printed by the firmware) and prints a summary. Exit 0 when every flow passed; otherwise 1
+with the failing step named. Nothing is left running.
+"""
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from tools.simenv import SimEnv  # noqa: E402
+
+# (command prefix, step name) in the order of the seed walkthrough (../shared/seeds/)
+STEPS = [
+    ("AT+CGMR", "1. autobaud (AT until OK), echo off, firmware version >= V409"),
+    ("AT+CPIN?", "   SIM ready, signal"),
+    ("AT+CGATT?", "2. packet attach (AT+CGATT? until 1)"),
+    ("AT+SAPBR=1,1", "   bearer open (SAPBR CONTYPE, APN)"),
+    ("AT+HTTPDATA", "3. HTTP auth: body signed on the device, exact byte length"),
+    ("AT+HTTPACTION", "   POST https://iot-auth.<region>.aliyuncs.com/auth/devicename"),
+    ("AT+HTTPREAD", "   iotId / iotToken read by count, HTTPTERM"),
+    ("AT+MCONFIG", "4. MQTT credentials (MCONFIG)"),
+    ("AT+SSLMIPSTART", "   TLS connect to <pk>.iot-as-mqtt.<region>.aliyuncs.com:1883"),
+    ("AT+MIPSTART", "   TCP connect to <pk>.iot-as-mqtt.<region>.aliyuncs.com:1883"),
+    ("AT+MCONNECT", "   MCONNECT the moment CONNECT OK arrives; CONNACK OK"),
+    ("AT+MQTTMSGSET=0", "5. downlinks pushed as +MSUB URCs (MQTTMSGSET=0)"),
+    ("AT+MSUB", "   subscribe /<pk>/<dn>/user/get"),
+    ("AT+MPUB", "   publish telemetry to /<pk>/<dn>/user/update"),
+]
+DOWNLINK = 'hello from the console, "quoted", 你好'
+
+
+class StepFailed(Exception):
+    pass
+
+
+def show(cmd):
+    """A command as shown to the user: credentials in MCONFIG are not printed."""
+    if cmd.startswith("AT+MCONFIG="):
+        return 'AT+MCONFIG="<clientId>","<username>","<password>"'
+    return cmd if len(cmd) < 90 else cmd[:87] + "..."
+
+
+def run_flow(flow, cloud, verbose):
+    started = time.monotonic()
+    seen = set()
+    result = {"flow": flow}
+    echo = (lambda line: print("      | " + line)) if verbose else None
+    # the module's realistic delays: TCP/TLS connect ~1.4 s, an HTTPS request ~0.5 s
+    with SimEnv(flow=flow, cloud=cloud, echo=echo, vm={"connect_delay": 1.4, "http_delay": 0.5}) as env:
+        fw, vm = env.firmware, env.vm
+        step = "bring-up"
+
+        def progress():
+            for cmd in list(vm.commands):
+                for prefix, name in STEPS:
+                    if cmd.startswith(prefix) and prefix not in seen:
+                        seen.add(prefix)
+                        print("  %-62s %s" % (name, show(cmd)))
+
+        def wait(what, fn, timeout):
+            deadline = time.monotonic() + timeout
+            while True:
+                progress()
+                try:
+                    return fn(min(0.2, max(0.01, deadline - time.monotonic())))
+                except TimeoutError:
+                    if time.monotonic() > deadline:
+                        raise StepFailed("%s: not within %d s\n%s" % (what, timeout, "\n".join(fw.lines[-15:])))
+
+        try:
+            step = "link up"
+            wait(step, lambda t: fw.wait_log("link: mqtt -> up", timeout=t), 45)
+            result["connected_s"] = time.monotonic() - started
+            result["at_commands"] = len(vm.commands)
+            step = "uplink at the cloud"
+            topic, payload, qos = wait(step, lambda t: env.wait_uplink(timeout=t), 20)
+            progress()
+            print("  cloud saw uplink   %s %s (QoS %d)" % (topic, payload.decode(), qos))
+            step = "downlink printed by the firmware"
+            mark = len(fw.lines)
+            env.cloud.publish(env.topics["get"], DOWNLINK.encode(), 1)
+            line = wait(step, lambda t: fw.wait_log("app: downlink", timeout=t, since=mark), 20)
+            if DOWNLINK not in line:
+                raise StepFailed("%s: payload changed on the way: %r" % (step, line))
+            print("  firmware printed   %s" % line.split(" app: ", 1)[1])
+            if "Traceback" in fw.text():
+                raise StepFailed("an exception escaped in the firmware:\n" + fw.text()[-2000:])
+        except StepFailed as e:
+            result["error"] = "%s flow failed at step '%s': %s" % (flow, step, e)
+        except Exception as e:  # a harness failure names its step too
+            result["error"] = "%s flow failed at step '%s': %r" % (flow, step, e)
+    return result
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--flow", choices=("mqtt", "http", "both"), default="both")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show the firmware's log live")
+    args = ap.parse_args()
+    flows = ("mqtt", "http") if args.flow == "both" else (args.flow,)
+    from tools.cloud import LocalCloud
+    from tools.simenv import registry
+
+    reg = registry()
+    print("local cloud: auth endpoint + MQTT broker on 127.0.0.1 (demo device a1DemoPk001/demo-device-1)")
+    results = []
+    with LocalCloud(devices=reg["devices"], products=reg["products"]) as cloud:
+        for flow in flows:
+            print("\n== flow %r: real main.py under micropython, virtual Air724 module ==" % flow)
+            results.append(run_flow(flow, cloud, args.verbose))
+            if "error" in results[-1]:
+                print("  FAILED: " + results[-1]["error"])
+    print("\nsummary")
+    print("  %-6s %-10s %-12s %s" % ("flow", "connected", "AT commands", "round trip"))
+    for r in results:
+        ok = "error" not in r
+        print("  %-6s %-10s %-12s %s" % (
+            r["flow"], "%.1f s" % r["connected_s"] if "connected_s" in r else "-",
+            r.get("at_commands", "-"), "ok (uplink + downlink)" if ok else "FAILED"))
+    failed = [r for r in results if "error" in r]
+    for r in failed:
+        print("\n" + r["error"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
