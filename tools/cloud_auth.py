@@ -88,12 +88,14 @@ class CloudState:
     """
 
     def __init__(self, devices=(), products=(), state_dir=None, token_lifetime=TOKEN_LIFETIME,
-                 clock=time.time, mqtt_host="127.0.0.1", mqtt_port=1883, strict_securemode=True):
+                 clock=time.time, mqtt_host="127.0.0.1", mqtt_port=1883, strict_securemode=True,
+                 resources="aliyun", region="cn-shanghai"):
         self.lock = threading.RLock()
         self.clock = clock
         self.clock_offset = 0.0
         self.token_lifetime = token_lifetime
         self.mqtt_host, self.mqtt_port = mqtt_host, mqtt_port
+        self.resources, self.region = resources, region
         self.strict_securemode = strict_securemode
         self.state_path = os.path.join(state_dir, "state.json") if state_dir else None
         self.products = {}
@@ -205,8 +207,17 @@ class CloudState:
             self.save()
             data = {"iotId": d["iotId"], "iotToken": token}
             if "mqtt" in form.get("resources", "").split(","):
-                data["resources"] = {"mqtt": {"host": self.mqtt_host, "port": self.mqtt_port}}
+                data["resources"] = {"mqtt": self.mqtt_resource(d["productKey"])}
             return reply(CODE_OK, "success", data)
+
+    def mqtt_resource(self, pk):
+        """resources.mqtt of the reply: like Aliyun ("aliyun", the default:
+        {pk}.iot-as-mqtt.{region}.aliyuncs.com:1883, for clients that map that name to the
+        local broker, e.g. the virtual module) or this broker's own address ("local": host
+        and plain port, which also takes TLS as Aliyun's 1883 does)."""
+        if self.resources == "local":
+            return {"host": self.mqtt_host, "port": self.mqtt_port}
+        return {"host": "%s.iot-as-mqtt.%s.aliyuncs.com" % (pk, self.region), "port": 1883}
 
     # -- Flow C: POST /auth/register/device --------------------------------------------------
     def register_device(self, form):

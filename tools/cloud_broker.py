@@ -1,0 +1,321 @@
+# Local Aliyun, part 2: the MQTT broker, with Aliyun's authentication, CONNACK codes and ACL.
+#
+# Broker choice: PyPI amqtt 0.12.1 (already pinned in requirements.txt), not Debian mosquitto.
+#  - The checks need the shared registry and the tokens that the HTTP auth endpoint issues.
+#    With amqtt both live in one Python process (tools/cloud.py): one CloudState object, no
+#    IPC, no second implementation of the sign rule. Mosquitto would need a C plugin
+#    (mosquitto-dev headers, a compiler in CI) plus a way to share tokens with the endpoint.
+#  - Aliyun answers bad logins with CONNACK 2, 3, 4 or 5 depending on the fault. A mosquitto
+#    2.0 auth plugin can only say "denied" (MOSQ_ERR_AUTH -> 5); amqtt lets a subclass write
+#    any CONNACK code.
+#  - Server-side kick, "a second login forces the first offline", exact publish QoS of each
+#    uplink: a few lines here, vs. more C plugin work with mosquitto.
+#  - No apt package, no root: `make venv` is all a fresh machine needs.
+#  Cost: amqtt's public plugin API cannot choose the CONNACK code and runs the login hook
+#  only after it has already taken over a session with the same clientId (so a client with a
+#  wrong password could kick the legitimate one). AliyunBroker therefore overrides a few
+#  private Broker methods; they are tied to the pinned amqtt==0.12.1 and guarded by
+#  host_tests/test_cloud.py:
+#    _handle_client_session  check the CONNECT first (CloudState.check_connect); on failure
+#                            send CONNACK rc and close, before amqtt touches any session; on
+#                            success kick older connections of the same device / clientId,
+#                            set the 1.5 x keepalive cut-off, drop will messages, then go on.
+#    _delete_session         deferred until the CONNECT is authorised (clean sessions).
+#    _authenticate           returns the verdict computed above (no amqtt auth plugins).
+#    _topic_filtering        the per-device ACL for SUBSCRIBE (refused -> SUBACK 0x80).
+#    _handle_message_delivery  publish ACL (not delivered), uplink record with the QoS the
+#                            device used, delivery at min(pub, sub) QoS (see _MinQos).
+#    add_subscription / retain_message  QoS granted at most 1; no retained messages.
+#    _create_server_instance  the plain port also takes TLS (first byte 0x16), as Aliyun's
+#                            port 1883 does; see _DualServer.
+import asyncio
+import json
+import logging
+import os
+import socket
+import ssl
+import subprocess
+import time
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action
+from amqtt.mqtt.connack import ConnackPacket
+
+from tools.cloud_auth import RC_OK
+
+log = logging.getLogger("localcloud.broker")
+
+IDENT = "localcloud.identity"  # key in amqtt Session.attributes: ("device", pk, dn) | ("cloud",)
+UPLINK_ENVELOPE = "$cloud/uplink"  # $cloud/uplink/{pk}/{dn}: JSON copy of each device publish
+
+
+def topic_allowed(identity, topic):
+    """May this identity publish to / subscribe to this topic (or filter)?"""
+    if identity is None:
+        return False
+    if identity[0] == "cloud":
+        return True
+    _, pk, dn = identity
+    lv = topic.split("/")
+    if len(lv) < 3 or lv[0] != "":
+        return False
+    if lv[1:3] == [pk, dn]:  # /{pk}/{dn}/...
+        return True
+    if lv[1] == "sys" and lv[2:4] == [pk, dn]:  # /sys/{pk}/{dn}/...
+        return True
+    if lv[1:3] == ["ext", "ntp"] and lv[3:5] == [pk, dn]:  # /ext/ntp/{pk}/{dn}/...
+        return True
+    if lv[1:3] == ["ota", "device"] and len(lv) == 6 and lv[4:6] == [pk, dn] and lv[3] != "#":
+        return True  # /ota/device/{inform|upgrade|progress|request}/{pk}/{dn}
+    if lv[1] == "shadow" and len(lv) == 5 and lv[3:5] == [pk, dn] and lv[2] != "#":
+        return True  # /shadow/{update|get}/{pk}/{dn}
+    return False
+
+
+class _MinQos(dict):
+    """A broadcast record for amqtt's queue. amqtt 0.12.1 delivers at the subscription's QoS
+    (`broadcast.get("qos", sub_qos)`); MQTT (and Aliyun) deliver at min(published, granted)."""
+
+    def get(self, key, default=None):
+        if key == "qos" and "pub_qos" in self:
+            return min(self["pub_qos"], 1 if default is None else default)
+        return super().get(key, default)
+
+
+class _Live:
+    __slots__ = ("done", "handler", "identity", "session")
+
+    def __init__(self, session, identity, handler):
+        self.session, self.identity, self.handler = session, identity, handler
+        self.done = asyncio.Event()
+
+
+class _DualServer:
+    """A listener that serves plain MQTT and MQTT over TLS on one port, as Aliyun's port 1883
+    does: a connection whose first byte is 0x16 (TLS handshake record) gets TLS, any other
+    (0x10 = CONNECT) stays plain. Duck-types the asyncio.Server parts amqtt uses."""
+
+    def __init__(self, sock, ssl_context, on_connection):
+        self.sockets = [sock]
+        self._ssl = ssl_context
+        self._on_connection = on_connection
+        self._conns = set()
+        self._task = asyncio.ensure_future(self._accept_loop())
+
+    async def _accept_loop(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            conn, _ = await loop.sock_accept(self.sockets[0])
+            t = asyncio.ensure_future(self._serve(conn))
+            self._conns.add(t)
+            t.add_done_callback(self._conns.discard)
+
+    async def _serve(self, conn):
+        loop = asyncio.get_running_loop()
+        try:
+            conn.setblocking(False)
+            ready = loop.create_future()
+            loop.add_reader(conn.fileno(), lambda: ready.done() or ready.set_result(None))
+            try:
+                await asyncio.wait_for(ready, 30)
+            finally:
+                loop.remove_reader(conn.fileno())
+            first = conn.recv(1, socket.MSG_PEEK)
+            if not first:
+                conn.close()
+                return
+            tls = first == b"\x16"
+            reader = asyncio.StreamReader(limit=2 ** 16)
+            protocol = asyncio.StreamReaderProtocol(reader)
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, conn, ssl=self._ssl if tls else None,
+                ssl_handshake_timeout=10 if tls else None)
+        except (OSError, ssl.SSLError, TimeoutError) as e:
+            log.info("dual listener: connection dropped before MQTT: %r", e)
+            conn.close()
+            return
+        await self._on_connection(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+
+    def close(self):
+        self._task.cancel()
+        for t in list(self._conns):
+            t.cancel()
+        self.sockets[0].close()
+
+    async def wait_closed(self):
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+class AliyunBroker(Broker):
+    """amqtt Broker with Aliyun's login rules. state: tools.cloud_auth.CloudState;
+    console: (username, password) of the privileged client; on_uplink(record) is called for
+    every accepted device publish, in order. dual_tls=(certfile, keyfile) makes the "default"
+    listener take TLS too (like Aliyun's port 1883)."""
+
+    def __init__(self, config, state, console, on_uplink=None, dual_tls=None):
+        super().__init__(config)
+        self.cloud_state = state
+        self.console = console
+        self.on_uplink = on_uplink
+        self.dual_tls = dual_tls
+        self._live = {}  # handler -> _Live
+
+    async def _create_server_instance(self, listener_name, listener_type, address, port, ssl_context):
+        if listener_name != "default" or not self.dual_tls or ssl_context is not None:
+            return await super()._create_server_instance(listener_name, listener_type, address, port, ssl_context)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(*self.dual_tls)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address or "127.0.0.1", port))
+        sock.listen(128)
+        sock.setblocking(False)
+        return _DualServer(sock, ctx, lambda r, w: self.stream_connected(r, w, listener_name=listener_name))
+
+    # -- connections ----------------------------------------------------------------------
+    async def _handle_client_session(self, reader, writer, session, handler, server, listener_name):
+        rc, identity = self.cloud_state.check_connect(
+            session.client_id, session.username, session.password, session.keep_alive,
+            tls=session.ssl_object is not None, console=self.console)
+        if rc != RC_OK:
+            log.info("refused %r user=%r: CONNACK %d", session.client_id, session.username, rc)
+            try:
+                await ConnackPacket.build(0, rc).to_stream(writer)
+                await writer.close()
+            except (TimeoutError, OSError, ssl.SSLError) as e:  # peer already gone
+                log.debug("closing refused connection: %r", e)
+            return
+        for other in list(self._live.values()):  # Aliyun: a new login forces the old one off
+            if other.handler is not handler and (
+                    (identity[0] == "device" and other.identity == identity)
+                    or other.session.client_id == session.client_id):
+                await self._kick(other)
+        if session.clean_session:
+            await Broker._delete_session(self, session.client_id)
+        session.attributes[IDENT] = identity
+        session.will_flag = False  # no will messages on Aliyun
+        if identity[0] == "device":
+            session.keep_alive = session.keep_alive * 3 // 2  # cut off after 1.5 x keepalive
+            self.cloud_state.activate(identity[1], identity[2])
+        handler.handle_read_timeout = lambda: asyncio.ensure_future(handler.handle_connection_closed())
+        live = self._live[handler] = _Live(session, identity, handler)
+        log.info("online %r as %r", session.client_id, identity)
+        try:
+            await super()._handle_client_session(reader, writer, session, handler, server, listener_name)
+        finally:
+            self._live.pop(handler, None)
+            live.done.set()
+            log.info("offline %r as %r", session.client_id, identity)
+
+    async def _delete_session(self, client_id):
+        pass  # done in _handle_client_session once the CONNECT is authorised
+
+    async def _authenticate(self, session, listener):
+        return IDENT in session.attributes
+
+    async def _kick(self, live, wait=3.0):
+        log.info("kick %r %r", live.session.client_id, live.identity)
+        await live.handler.handle_connection_closed()
+        try:
+            await asyncio.wait_for(live.done.wait(), wait)
+        except TimeoutError:
+            log.warning("kick of %r did not finish", live.session.client_id)
+
+    async def kick(self, pk, dn):
+        targets = [lv for lv in self._live.values() if lv.identity == ("device", pk, dn)]
+        for lv in targets:
+            await self._kick(lv)
+        return len(targets)
+
+    def online(self, pk, dn):
+        return any(lv.identity == ("device", pk, dn) and lv.session.transitions.state == "connected"
+                   for lv in self._live.values())
+
+    def online_devices(self):
+        return sorted({lv.identity[1:] for lv in self._live.values() if lv.identity[0] == "device"
+                       and lv.session.transitions.state == "connected"})
+
+    # -- topics -----------------------------------------------------------------------------
+    async def _topic_filtering(self, session, topic, action):
+        if action == Action.RECEIVE:
+            return True  # what a session receives was checked when it subscribed
+        return topic_allowed(session.attributes.get(IDENT), topic)
+
+    async def _handle_message_delivery(self, client_session, handler, wait_deliver):
+        msg = wait_deliver.result()
+        if msg is None:
+            return True
+        topic = msg.topic
+        if not topic or "#" in topic or "+" in topic or topic.startswith("$"):
+            log.warning("%r: invalid publish topic %r, closing", client_session.client_id, topic)
+            return False
+        identity = client_session.attributes.get(IDENT)
+        if not topic_allowed(identity, topic):
+            log.info("%r %r may not publish to %r: dropped", client_session.client_id, identity, topic)
+            return True
+        data = bytes(msg.data or b"")
+        qos = msg.qos or 0
+        if identity[0] == "device":
+            rec = {"ts": time.time(), "productKey": identity[1], "deviceName": identity[2],
+                   "clientId": client_session.client_id, "topic": topic, "qos": qos,
+                   "payload": data.decode("latin-1")}
+            if self.on_uplink is not None:
+                self.on_uplink(rec)
+            env = "%s/%s/%s" % (UPLINK_ENVELOPE, identity[1], identity[2])
+            await self._broadcast_queue.put(_MinQos(session=None, topic=env, data=json.dumps(rec).encode(),
+                                                    pub_qos=0))
+        await self._broadcast_queue.put(_MinQos(session=client_session, topic=topic, data=data, pub_qos=qos))
+        return True
+
+    async def add_subscription(self, subscription, session):
+        topic_filter, qos = subscription
+        return await super().add_subscription((topic_filter, min(qos, 1)), session)  # Aliyun: QoS 0/1
+
+    async def retain_message(self, source_session, topic_name, data, qos=None):
+        pass  # Aliyun keeps no retained messages
+
+
+def listener_port(broker, name):
+    return broker._servers[name].instance.sockets[0].getsockname()[1]
+
+
+def broker_config(host, port, tls_port, certfile, keyfile):
+    return {
+        "listeners": {
+            "default": {"type": "tcp", "bind": "%s:%d" % (host, port)},
+            "tls": {"type": "tcp", "bind": "%s:%d" % (host, tls_port), "ssl": True,
+                    "certfile": certfile, "keyfile": keyfile},
+        },
+        "plugins": {},
+        "timeout_disconnect_delay": 0,
+    }
+
+
+def make_certs(directory, host="127.0.0.1"):
+    """A private CA and a server certificate for host (SAN IP + localhost), made with the
+    `openssl` command (the `cryptography` package is not installed in .venv). Reused when
+    present. Returns (ca.pem, server.pem, server.key)."""
+    os.makedirs(directory, exist_ok=True)
+    ca, ca_key = os.path.join(directory, "ca.pem"), os.path.join(directory, "ca.key")
+    crt, key = os.path.join(directory, "server.pem"), os.path.join(directory, "server.key")
+    if all(os.path.exists(p) for p in (ca, crt, key)):
+        return ca, crt, key
+    csr, ext = os.path.join(directory, "server.csr"), os.path.join(directory, "server.ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=critical,CA:FALSE\n"
+                "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                "extendedKeyUsage=serverAuth\n"
+                "subjectAltName=IP:%s,DNS:localhost\n" % host)
+
+    def run(*args):
+        subprocess.run(("openssl",) + args, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "3650",
+        "-keyout", ca_key, "-out", ca, "-subj", "/CN=Local Aliyun test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", "-new", "-newkey", "rsa:2048", "-nodes", "-sha256",
+        "-keyout", key, "-out", csr, "-subj", "/CN=%s" % host)
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+        "-sha256", "-days", "825", "-extfile", ext, "-out", crt)
+    return ca, crt, key
