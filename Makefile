@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 FW     := $(wildcard firmware/*.py) boot.py main.py
 BUILD  := build
 
-.PHONY: all venv test pytest mpy sim clean
+.PHONY: all venv test pytest mpy sim clean sysdeps lint deploy repl vboard package
 
 all: test
 
@@ -20,7 +20,7 @@ venv: $(STAMP)
 
 # (1) host tests under CPython, (2) the firmware-level tests under micropython (driven by
 # pytest through host_tests/test_micropython.py), (3) every firmware file through mpy-cross.
-test: $(STAMP) mpy
+test: $(STAMP) sysdeps lint mpy
 	$(BIN)/pytest -q host_tests
 
 # Compile the firmware as a board would import it; also the cheapest MicroPython syntax check.
@@ -34,3 +34,68 @@ sim: $(STAMP)
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
+
+# ---------------------------------------------------------------- system packages
+# Debian packages the tests need, as command:package pairs; extend with `SYSDEPS += ...`
+# (e.g. mosquitto:mosquitto). Idempotent: installs only what is missing (CI runs as root on a
+# fresh Debian machine; elsewhere sudo is used when there is one).
+SYSDEPS += socat:socat
+
+sysdeps:
+	@missing=""; for d in $(SYSDEPS); do command -v $${d%%:*} >/dev/null 2>&1 || missing="$$missing $${d#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		echo "sysdeps: installing$$missing"; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	fi
+
+# ---------------------------------------------------------------- lint and types
+# ruff over the repo, then pyright over firmware/, boot.py and main.py once per board, with
+# that board's MicroPython stubs as the whole standard library (typeshedPath) and as the
+# first stop for imports (stubPath), so CPython-only APIs fail the check; --pythonpath is a
+# non-interpreter so that no CPython library is searched at all. Pins live here
+# because the two stubs packages install the same module names (one directory each).
+STUBS_VERSION := 1.29.0.post1
+STUBS_esp32   := micropython-esp32-stubs==$(STUBS_VERSION)
+STUBS_rp2     := micropython-rp2-rpi-pico-stubs==$(STUBS_VERSION)
+STDLIB_STUBS  := micropython-stdlib-stubs==1.29.0.post2
+LINT_BOARDS   := esp32 rp2
+STUBS_DIR     := $(VENV)/stubs
+
+$(STUBS_DIR)/%/.installed-$(STUBS_VERSION): $(STAMP)
+	rm -rf $(STUBS_DIR)/$*
+	$(BIN)/pip install --disable-pip-version-check -q --no-compile --target $(STUBS_DIR)/$* $(STUBS_$*) $(STDLIB_STUBS)
+	printf '{"extends": "../../../pyproject.toml", "stubPath": ".", "typeshedPath": "."}\n' > $(STUBS_DIR)/$*/pyrightconfig.json
+	touch $@
+
+lint: $(STAMP) $(foreach b,$(LINT_BOARDS),$(STUBS_DIR)/$(b)/.installed-$(STUBS_VERSION))
+	$(BIN)/ruff check .
+	@for b in $(LINT_BOARDS); do echo "pyright: firmware/ boot.py main.py as MicroPython ($$b stubs $(STUBS_VERSION))"; \
+		PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright --pythonpath "$$(command -v false)" -p $(STUBS_DIR)/$$b/pyrightconfig.json || exit 1; done
+
+# ---------------------------------------------------------------- a real board
+# make deploy PORT=/dev/ttyUSB0 [MPREMOTE_OPTS=...] [MPY_CROSS_OPTS=-march=xtensawin] [CONFIG=config.json] [NORESET=1]
+# compiles firmware/*.py to .mpy (v6.3, for MicroPython 1.23 and later), copies them to
+# :firmware/ (removing stale .py/.mpy there), boot.py, main.py and the config, then resets.
+# MPREMOTE_OPTS=resume for the virtual board (tools/vboard.py), which is not reset.
+PORT          ?=
+MPREMOTE_OPTS ?=
+MPY_CROSS_OPTS ?=
+CONFIG        ?= config.json
+
+deploy: $(STAMP)
+	@test -n "$(PORT)" || { echo "usage: make deploy PORT=/dev/ttyUSB0 (or COM3, or a vboard tty)"; exit 2; }
+	$(BIN)/python tools/deploy.py --port "$(PORT)" --config "$(CONFIG)" --mpremote-opts "$(MPREMOTE_OPTS)" --mpy-cross-opts "$(MPY_CROSS_OPTS)" $(if $(NORESET),--no-reset)
+
+# package.json (mpremote mip install github:OWNER/REPO) lists every firmware/*.py: rerun
+# this after adding or removing a module (host_tests/test_deploy.py checks it).
+package:
+	$(PY_SYS) tools/deploy.py --package-json
+
+repl: $(STAMP)
+	@test -n "$(PORT)" || { echo "usage: make repl PORT=/dev/ttyUSB0"; exit 2; }
+	$(BIN)/mpremote connect $(PORT) $(MPREMOTE_OPTS) repl
+
+# A virtual board on a pty for mpremote (the unix port as the board, ./vboard as its flash).
+vboard: $(STAMP) sysdeps
+	$(BIN)/python tools/vboard.py --flash vboard

@@ -6,7 +6,7 @@ import sys
 MICROPYTHON = sys.implementation.name == "micropython"
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]  (CPython fallback below)
 except ImportError:  # CPython
 
     def const(x):
@@ -14,7 +14,7 @@ except ImportError:  # CPython
 
 
 try:
-    from time import ticks_ms, ticks_diff, ticks_add, sleep_ms
+    from time import ticks_ms, ticks_diff, ticks_add, sleep_ms  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython: same contract, wraps at 2**30 like a 32-bit board
     import time as _time
 
@@ -22,7 +22,7 @@ except ImportError:  # CPython: same contract, wraps at 2**30 like a 32-bit boar
     _HALF = _PERIOD >> 1
 
     def ticks_ms():
-        return int(_time.monotonic() * 1000) & (_PERIOD - 1)
+        return int(_time.monotonic() * 1000) & (_PERIOD - 1)  # pyright: ignore[reportAttributeAccessIssue]
 
     def ticks_add(t, delta):
         return (t + delta) & (_PERIOD - 1)
@@ -34,7 +34,7 @@ except ImportError:  # CPython: same contract, wraps at 2**30 like a 32-bit boar
         _time.sleep(ms / 1000)
 
 
-from binascii import hexlify  # noqa: E402  (both interpreters have it)
+from binascii import hexlify  # noqa: E402, F401  (re-exported; both interpreters have it)
 
 
 def time_s():

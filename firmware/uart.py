@@ -36,7 +36,7 @@ class SocketUART:
     """A TCP connection used as a UART (CPython and the MicroPython unix port)."""
 
     def __init__(self, host, port):
-        import socket
+        import socket  # pyright: ignore[reportMissingImports]  (none on a plain Pico: socket:// URLs only)
 
         self._sock = socket.socket()
         self._sock.connect(socket.getaddrinfo(host, port)[0][-1])

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""`make deploy PORT=...`: put the firmware on a board with mpremote.
+
+1. ask the board which .mpy version it imports (sys.implementation._mpy) and refuse a
+   mismatch with mpy-cross before anything is copied;
+2. compile firmware/*.py with mpy-cross (MPY_CROSS_OPTS, e.g. -march=armv6m for RP2040 or
+   -march=xtensawin for ESP32: only native code needs it, bytecode runs on every board);
+3. in one mpremote session: remove stale firmware/*.py and *.mpy on the board (a stale .py
+   would be imported instead of the new .mpy), copy firmware/*.mpy to :firmware/, boot.py and
+   main.py as source (boards run only those as .py), the config file if there is one;
+4. reset the board (machine.reset()), except the unix port (the virtual board), which has
+   nothing to reset, or with --no-reset.
+"""
+import argparse
+import glob
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "build", "deploy")
+
+# run on the board before copying: make :firmware/ and empty it of code
+CLEAN = """import os
+try:
+    os.mkdir('firmware')
+except OSError:
+    pass
+for f in os.listdir('firmware'):
+    if f.endswith('.py') or f.endswith('.mpy'):
+        os.remove('firmware/' + f)
+"""
+PROBE = "import sys; print('DEPLOY', sys.platform, getattr(sys.implementation, '_mpy', 0))"
+
+
+class DeployError(Exception):
+    pass
+
+
+def tool(name):
+    cand = os.path.join(os.path.dirname(sys.executable), name)
+    found = cand if os.path.exists(cand) else shutil.which(name)
+    if not found:
+        raise DeployError("%s not found: run `make venv`" % name)
+    return found
+
+
+def run(cmd, what, capture=False, timeout=300):
+    print("+ " + " ".join(shlex.quote(c) if "\n" not in c else "'<script>'" for c in cmd), flush=True)
+    p = subprocess.run(cmd, capture_output=capture, text=True, timeout=timeout)
+    if p.returncode:
+        detail = ((p.stdout or "") + (p.stderr or "")).strip() if capture else ""
+        raise DeployError("%s failed (exit %d)%s" % (what, p.returncode, ": " + detail[-800:] if detail else ""))
+    return p.stdout if capture else ""
+
+
+def mpy_cross_version(mpy_cross):
+    """(major, minor) that mpy-cross emits, from 'mpy-cross emitting mpy v6.3'."""
+    out = run([mpy_cross, "--version"], "mpy-cross --version", capture=True)
+    m = re.search(r"mpy v(\d+)\.(\d+)", out)
+    if not m:
+        raise DeployError("cannot read the .mpy version from %r" % out.strip())
+    return int(m.group(1)), int(m.group(2))
+
+
+def board_info(mpremote, port, opts):
+    out = run([mpremote, "connect", port] + opts + ["exec", PROBE], "asking the board", capture=True, timeout=60)
+    for line in out.splitlines():
+        if line.startswith("DEPLOY "):
+            _, platform, mpy = line.split()
+            return platform, int(mpy)
+    raise DeployError("the board did not answer the probe: %r" % out[-300:])
+
+
+def compile_all(mpy_cross, opts):
+    shutil.rmtree(OUT, ignore_errors=True)
+    os.makedirs(os.path.join(OUT, "firmware"))
+    out = []
+    for src in sorted(glob.glob(os.path.join(ROOT, "firmware", "*.py"))):
+        dst = os.path.join(OUT, "firmware", os.path.basename(src)[:-3] + ".mpy")
+        # -s: the name the board shows in tracebacks
+        run([mpy_cross] + opts + ["-s", "firmware/" + os.path.basename(src), "-o", dst, src], "mpy-cross " + src)
+        out.append(dst)
+    return out
+
+
+def write_package_json(version="0.1.0"):
+    """package.json for `mpremote mip install github:OWNER/REPO`: every firmware module, by
+    a URL relative to package.json itself (so any fork or branch works)."""
+    import json
+
+    path = os.path.join(ROOT, "package.json")
+    try:
+        with open(path) as f:
+            version = json.load(f).get("version", version)
+    except (OSError, ValueError):
+        pass
+    mods = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "firmware", "*.py")))
+    rows = ",\n".join('    ["firmware/%s", "firmware/%s"]' % (m, m) for m in mods)
+    with open(path, "w") as f:
+        f.write('{\n  "urls": [\n%s\n  ],\n  "version": "%s"\n}\n' % (rows, version))
+    print("package.json: %d modules, version %s" % (len(mods), version))
+
+
+def main(argv=None):
+    if argv is None and sys.argv[1:] == ["--package-json"]:
+        write_package_json()
+        return 0
+    ap = argparse.ArgumentParser(description="Deploy the firmware to a board with mpremote "
+                                             "(or: --package-json alone rewrites package.json).")
+    ap.add_argument("--port", required=True, help="serial port (/dev/ttyUSB0, COM3) or a vboard tty")
+    ap.add_argument("--config", default="config.json", help="config file copied as :config.json when present")
+    ap.add_argument("--mpremote-opts", default="", help="extra words after `connect PORT` (e.g. resume)")
+    ap.add_argument("--mpy-cross-opts", default="", help="e.g. -march=armv6m (RP2040), -march=xtensawin (ESP32)")
+    ap.add_argument("--no-reset", action="store_true", help="do not reset the board afterwards")
+    args = ap.parse_args(argv)
+    try:
+        mpremote, mpy_cross = tool("mpremote"), tool("mpy-cross")
+        opts = shlex.split(args.mpremote_opts)
+        want = mpy_cross_version(mpy_cross)
+        platform, mpy = board_info(mpremote, args.port, opts)
+        have = (mpy & 0xFF, (mpy >> 8) & 3)
+        if mpy and have != want:
+            raise DeployError("the board imports .mpy v%d.%d but mpy-cross emits v%d.%d: install the "
+                              "mpy-cross that matches the board's MicroPython (v6.3: 1.23 and later), "
+                              "or update the board" % (have + want))
+        print("board: %s, .mpy v%d.%d" % (platform, have[0], have[1]))
+        files = compile_all(mpy_cross, shlex.split(args.mpy_cross_opts))
+        cmd = [mpremote, "connect", args.port] + opts + ["exec", CLEAN, "+", "fs", "cp"] + files + [":firmware/"]
+        for name in ("boot.py", "main.py"):  # one by one: ":" alone fails on the unix port
+            cmd += ["+", "fs", "cp", os.path.join(ROOT, name), ":" + name]
+        config = args.config if os.path.isabs(args.config) else os.path.join(os.getcwd(), args.config)
+        if os.path.exists(config):
+            cmd += ["+", "fs", "cp", config, ":config.json"]
+        else:
+            print("no %s: the board keeps the config it has (copy config.example.json and fill it in)" % args.config)
+        unix = platform in ("linux", "darwin")
+        if not args.no_reset and not unix:
+            cmd += ["+", "reset"]
+        run(cmd, "copying to the board")
+        print("deployed %d modules%s%s" % (len(files), ", config" if os.path.exists(config) else "",
+                                           "" if args.no_reset or unix else ", board reset"))
+        if unix:
+            print("(unix port: not reset; run it with: mpremote connect %s resume exec \"import main\")" % args.port)
+    except (DeployError, subprocess.TimeoutExpired) as e:
+        print("deploy: %s" % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

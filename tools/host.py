@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Host mode: the same firmware on a PC, against a real Air724UG on a USB-serial adapter
+(pyserial) or anything reachable as a socket:// URL (the virtual module, ser2net).
+
+    python tools/host.py --port /dev/ttyUSB0 [--baud 115200] [--config config.json]
+    python tools/host.py --url socket://127.0.0.1:7000
+    python tools/host.py --port /dev/ttyUSB0 --diag          # report() then check()
+    python tools/host.py --port /dev/ttyUSB0 --at AT+CSQ     # one command, raw reply
+    python tools/host.py --port /dev/ttyUSB0 --bridge        # type AT commands, Ctrl-] leaves
+
+--port/--url replace config["uart"]; everything else comes from the config file.
+Exit status: 0, or 1 when --diag found a failing step, 2 for a bad config.
+"""
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from firmware import config  # noqa: E402
+
+
+def load(args):
+    cfg = config.load(args.config)
+    target = args.url or args.port
+    if target:
+        cfg["uart"] = {"url": target, "baud": args.baud}
+        config.check(cfg, args.config)
+    elif "url" not in cfg["uart"]:
+        raise config.ConfigError("%s: uart: a board's UART pins; on a PC give --port /dev/ttyUSB0 "
+                                 "(or --url socket://host:port)" % args.config)
+    return cfg
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Run the firmware on a PC against a module on a serial port or socket URL.")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--port", help="serial device of the USB-serial adapter (/dev/ttyUSB0, COM3)")
+    where.add_argument("--url", help="socket://host:port or any pyserial URL")
+    ap.add_argument("--baud", type=int, default=115200)
+    ap.add_argument("--config", default="config.json")
+    what = ap.add_mutually_exclusive_group()
+    what.add_argument("--diag", action="store_true", help="print diag.report() and run diag.check()")
+    what.add_argument("--at", metavar="CMD", help="send one AT command and print the reply")
+    what.add_argument("--bridge", action="store_true", help="type AT commands to the module (Ctrl-] leaves)")
+    ap.add_argument("--no-connect", action="store_true", help="with --diag: stop before the MQTT connect")
+    ap.add_argument("--seconds", type=float, help="run the app this long, then stop (default: until Ctrl-C)")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load(args)
+    except config.ConfigError as e:
+        print("host: %s" % e, file=sys.stderr)
+        return 2
+
+    if args.diag or args.at or args.bridge:
+        from firmware import diag
+
+        diag.use(None, cfg)  # diag opens the UART of cfg["uart"]
+        if args.at:
+            diag.at(args.at)
+            return 0
+        if args.bridge:
+            diag.bridge()
+            return 0
+        diag.report()
+        print()
+        return 1 if diag.check(connect=not args.no_connect) else 0
+
+    from firmware import log
+    from firmware.app import App
+
+    app = App(cfg)
+    log.info("host", "device %s/%s on %s, flow %s, %s", cfg["product_key"], cfg["device_name"],
+             cfg["uart"]["url"], cfg["auth"], "TLS" if cfg["tls"] else "TCP")
+    until = None
+    if args.seconds is not None:
+        end = time.monotonic() + args.seconds
+        until = lambda: time.monotonic() >= end  # noqa: E731
+    try:
+        app.run(until)
+    except KeyboardInterrupt:
+        print("stopped. Diagnostics: python tools/host.py --port ... --diag")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
