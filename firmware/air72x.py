@@ -151,6 +151,8 @@ class Air72x:
                 pass
             except ATError:
                 pass  # a half-trained line answers ERROR once: try again
+            except ATAbort:
+                pass  # RDY / +CPIN: the module is just coming up: ask again
         raise ModemError(
             "module does not answer AT (%d tries): check power, TX/RX wiring (crossed), "
             "common ground, level shifting and baud rate" % tries
@@ -234,7 +236,13 @@ class Air72x:
         if not lines:
             return None
         parts = lines[-1].split(b",")
-        return parts[2].strip().strip(b'"').decode() if len(parts) >= 3 else None
+        if len(parts) < 3:
+            return None
+        ip = parts[2].strip().strip(b'"').decode()
+        octets = ip.split(".")
+        if len(octets) == 4 and all(o.isdigit() for o in octets):  # 010.159.001.145 unpadded
+            ip = ".".join(str(int(o)) for o in octets)
+        return ip
 
     def http_post(self, url, body, content_type="application/x-www-form-urlencoded"):
         """POST `body`; return (status, response bytes). HTTPTERM always follows."""
@@ -298,6 +306,7 @@ class Air72x:
         if self.at.final.startswith(b"CONNECT FAIL"):
             state = b" ".join(self.at._lines).decode()  # e.g. "STATE: IP INITIAL": no bearer
             raise ConnectError("%s to %s:%d: CONNECT FAIL %s(network, DNS, TLS or bearer)" % (start, host, port, state + " " if state else ""))
+        events = self.stats["events"]  # a link event from here on: this session is gone
         try:
             self.at.cmd(
                 "AT+MCONNECT=%d,%d" % (1 if clean else 0, keepalive),
@@ -318,6 +327,8 @@ class Air72x:
         except ATAbort as e:
             raise LinkDown("link lost while connecting: %s" % e.line)
         self.at.cmd("AT+MQTTMSGSET=0")
+        if self.stats["events"] != events:  # CLOSED (or worse) right after CONNACK OK
+            raise LinkDown("link lost right after CONNACK: %s" % (self._events[-1][1] if self._events else "?"))
         self.mqtt_connected = True
         log.info(_TAG, "MQTT connected to %s:%d (%s)", host, port, "TLS" if tls else "TCP")
 
