@@ -290,6 +290,8 @@ class Air72x:
         if not 30 <= keepalive <= 1200:
             raise ValueError("keepalive: %d is outside 30..1200 s" % keepalive)
         self.mqtt_connected = False
+        # a CLOSED still queued belongs to the link being replaced (or to our own MIPCLOSE)
+        self._events = [ev for ev in self._events if ev[0] != "closed"]
         self.at.cmd('AT+MCONFIG="%s","%s","%s"' % fields, label="AT+MCONFIG")
         start = "AT+SSLMIPSTART" if tls else "AT+MIPSTART"
         try:

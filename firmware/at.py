@@ -82,7 +82,7 @@ class AT:
         self._counted = []  # [(prefix, terminator)]
         self.idle = None  # called while waiting (feed a watchdog)
         self.payload_ms = _PAYLOAD_MS
-        self.aborts = ()  # URC prefixes that end any command's wait (e.g. b"RDY")
+        self.aborts = ()  # type: tuple  # URC prefixes that end any command's wait (b"RDY")
         self.stats = {"unknown": 0, "discarded": 0, "urc": 0, "timeouts": 0}
         # state of the command in flight
         self._active = False
@@ -91,9 +91,9 @@ class AT:
         self._then = None
         self._abort = ()
         self._data = None  # body to write at the DOWNLOAD / '>' prompt
-        self._echo_data = None  # that body, in case the module echoes it back
+        self._echo_data = b""  # that body, in case the module echoes it back
         self._lines = []
-        self.final = None  # final line of the last command
+        self.final = b""  # final line of the last command (b"": none yet)
         self.payload = None  # counted payload of the last command (+HTTPREAD)
         self._failed = False
         self._aborted = False
@@ -132,7 +132,7 @@ class AT:
         self._abort = self.aborts if abort is None else abort
         self._data = data
         self._lines = []
-        self.final = None
+        self.final = b""
         self.payload = None
         self._failed = False
         self._aborted = False
@@ -150,7 +150,7 @@ class AT:
         finally:
             self._active = False
             self._data = None
-            self._echo_data = None
+            self._echo_data = b""
         if self._aborted:
             raise ATAbort(label, self.final.decode())
         if self._failed:
@@ -217,7 +217,7 @@ class AT:
                     return
                 head = nl + 1
                 self._skip = False
-            if self._echo_data is not None:  # before CR/LF: a real reply starts with them
+            if self._echo_data:  # before CR/LF: a real reply starts with them
                 if not self._skip_echo_data(head, tail):
                     return
                 head = self._head
@@ -256,7 +256,7 @@ class AT:
             if k < len(d):
                 return False
             self._head = head + k
-        self._echo_data = None
+        self._echo_data = b""
         return True
 
     def _counted_item(self, head, tail, nl):
@@ -335,7 +335,7 @@ class AT:
         return bytes(out)
 
     def _send_data(self):
-        data = self._data
+        data = self._data or b""
         self._data = None
         self._echo_data = data
         self.uart.write(data)
