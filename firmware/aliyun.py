@@ -53,8 +53,14 @@ class Topics:
     def event_post(self, identifier):
         return self.event_prefix + identifier + "/post"
 
+    def event_post_reply(self, identifier):
+        return self.event_prefix + identifier + "/post_reply"
+
     def service(self, identifier):
         return self.service_prefix + identifier
+
+    def service_reply(self, identifier):
+        return self.service_prefix + identifier + "_reply"
 
 
 def mqtt_host(cfg):

@@ -12,6 +12,17 @@ publish to DIR/uplinks.jsonl. Tests and tools use the Python API instead:
         cloud.auth_url, cloud.mqtt_port, cloud.mqtts_port, cloud.ca_file
         cloud.uplinks(), cloud.wait_uplink(pred), cloud.publish(topic, payload, qos)
         cloud.online(pk, dn), cloud.kick(pk, dn), cloud.restart_broker(), cloud.stop()
+        rid = cloud.set_properties(pk, dn, {"LightSwitch": 1})      # thing model downlinks,
+        rid = cloud.call_service(pk, dn, "ping", {})                 # answered by the device:
+        cloud.wait_reply(pk, dn, rid, "ping")                        # its _reply, as a dict
+        cloud.set_thing_reply(code)   # the code of the platform's property/event post replies
+
+The platform's own answers (tools/cloud_broker.py platform_replies): property and event
+posts get their `_reply`, NTP requests get serverRecvTime/serverSendTime (the cloud's clock,
+moved by advance_clock), OTA informs are recorded like every uplink. Console commands for
+a running cloud:
+    python tools/cloud.py set --state DIR PK DN '{"LightSwitch":1}'
+    python tools/cloud.py call --state DIR PK DN ping '{}'
 
 Rules: see tools/cloud_auth.py (sign checks, codes) and tools/cloud_broker.py (broker choice,
 CONNACK codes, ACL). TLS: a private CA + server certificate for 127.0.0.1 made with the
@@ -258,6 +269,98 @@ class LocalCloud:
         """The registry as the cloud sees it now (with deviceSecret, active, online)."""
         return self._control("devices")["devices"]
 
+    # -- thing model (Alink JSON) ------------------------------------------------------------------
+    def set_thing_reply(self, code=200):
+        """The code the platform puts in its replies to property/event posts (None: no reply,
+        so the device sees a timeout)."""
+        return self._control("thing_reply", code="none" if code is None else str(code))["code"]
+
+    def set_properties(self, pk, dn, params):
+        """Console "set property": a thing.service.property.set downlink; returns its id."""
+        rid = next_request_id()
+        self.publish(thing_topic(pk, dn, "property/set"), thing_request(rid, "thing.service.property.set", params), 0)
+        return rid
+
+    def call_service(self, pk, dn, identifier, params):
+        """Console "call service": a thing.service.{identifier} downlink; returns its id."""
+        rid = next_request_id()
+        self.publish(thing_topic(pk, dn, identifier), thing_request(rid, "thing.service." + identifier, params), 0)
+        return rid
+
+    def wait_reply(self, pk, dn, rid, identifier="property/set", timeout=10.0, since=0):
+        """The device's answer (a dict) to request `rid` on .../thing/service/{identifier}_reply."""
+        topic = thing_topic(pk, dn, identifier) + "_reply"
+        t, payload, qos = self.wait_uplink(lambda tp, p: tp == topic and _reply_id(p) == rid, timeout, since)
+        return json.loads(payload)
+
+
+_ids = [int(time.time() * 1000) % 100000000]
+
+
+def next_request_id():
+    """A fresh Alink request id (a string of digits) for console downlinks."""
+    _ids[0] += 1
+    return str(_ids[0])
+
+
+def thing_topic(pk, dn, identifier):
+    return "/sys/%s/%s/thing/service/%s" % (pk, dn, identifier)
+
+
+def thing_request(rid, method, params):
+    return json.dumps({"id": rid, "version": "1.0", "params": params, "method": method})
+
+
+def _reply_id(payload):
+    try:
+        return str(json.loads(payload).get("id"))
+    except (ValueError, AttributeError):
+        return None
+
+
+def thing_console(argv):
+    """`python tools/cloud.py set|call ...`: the console's "set property" and "call service"
+    against a running cloud; prints the device's reply (read from the uplink record)."""
+    ap = argparse.ArgumentParser(prog="tools/cloud.py", description="thing-model console commands")
+    ap.add_argument("cmd", choices=("set", "call"))
+    ap.add_argument("--state", required=True, help="the cloud's state directory (or its cloud.json)")
+    ap.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the device's reply (0: do not wait)")
+    ap.add_argument("pk")
+    ap.add_argument("dn")
+    ap.add_argument("rest", nargs="+", help="set: PARAMS_JSON; call: IDENTIFIER PARAMS_JSON")
+    a = ap.parse_args(argv)
+    from tools.console import console_publish, load_info
+    info = load_info(a.state)
+    if a.cmd == "set":
+        identifier, method, params = "property/set", "thing.service.property.set", a.rest[0]
+    else:
+        if len(a.rest) != 2:
+            ap.error("call needs IDENTIFIER PARAMS_JSON")
+        identifier, method, params = a.rest[0], "thing.service." + a.rest[0], a.rest[1]
+    rid = next_request_id()
+    with open(info["uplinks"], "rb") as f:
+        start = len(f.read())
+    console_publish(info, thing_topic(a.pk, a.dn, identifier), thing_request(rid, method, json.loads(params)), 0)
+    print("sent %s id %s to %s/%s" % (method, rid, a.pk, a.dn))
+    if a.wait <= 0:
+        return 0
+    reply_topic = thing_topic(a.pk, a.dn, identifier) + "_reply"
+    deadline = time.monotonic() + a.wait
+    while time.monotonic() < deadline:
+        with open(info["uplinks"], "rb") as f:
+            f.seek(start)
+            for line in f.read().splitlines():
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                if r["topic"] == reply_topic and _reply_id(r["payload"].encode("latin-1")) == rid:
+                    print("reply %s" % r["payload"].encode("latin-1").decode("utf-8", "replace"))
+                    return 0
+        time.sleep(0.1)
+    print("no reply within %.0f s" % a.wait)
+    return 1
+
 
 # ---------------------------------------------------------------------------------------------
 # The cloud process
@@ -317,6 +420,10 @@ async def _serve(args, st, console, certs):
             with st.lock:
                 st.clock_offset += float(form.get("seconds", "0"))
                 return {"offset": st.clock_offset}
+        if op == "thing_reply":
+            with st.lock:
+                st.thing_reply_code = None if form.get("code") in (None, "none") else int(form["code"])
+                return {"code": st.thing_reply_code}
         if op == "devices":
             on = set(call(on_loop(lambda: holder["broker"].online_devices())))
             with st.lock:
@@ -377,6 +484,9 @@ async def _serve(args, st, console, certs):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("set", "call"):
+        return thing_console(argv)
     ap = argparse.ArgumentParser(description="Local Aliyun IoT: auth endpoint + MQTT broker")
     ap.add_argument("--registry", help="JSON file {products: [...], devices: [...]}")
     ap.add_argument("--state", required=True, help="state directory (cloud.json, state.json, tls/, uplinks.jsonl)")

@@ -72,6 +72,43 @@ def topic_allowed(identity, topic):
     return False
 
 
+def platform_replies(state, pk, dn, topic, data):
+    """What the platform itself answers to a device publish: [(topic, payload bytes)].
+      /sys/{pk}/{dn}/thing/event/{identifier}/post  -> ..._reply {"id","code","data","message",
+                                                       "version","method"}; the code is
+                                                       state.thing_reply_code (None: no reply)
+      /ext/ntp/{pk}/{dn}/request                    -> /ext/ntp/{pk}/{dn}/response with
+                                                       serverRecvTime/serverSendTime (epoch ms
+                                                       of the cloud's clock, state.now())
+    """
+    recv_ms = int(state.now() * 1000)
+    lv = topic.split("/")
+    if len(lv) == 8 and lv[1] == "sys" and lv[2:4] == [pk, dn] and lv[4:6] == ["thing", "event"] and lv[7] == "post":
+        code = state.thing_reply_code
+        if code is None:
+            return []
+        try:
+            msg = json.loads(data)
+            rid = msg["id"]
+        except (ValueError, KeyError, TypeError):
+            log.info("%s: no id in %r: no reply", topic, data[:80])
+            return []
+        method = msg.get("method") or "thing.event.%s.post" % lv[6]
+        reply = {"id": rid, "code": code, "data": {}, "message": "success" if code == 200 else "error",
+                 "version": "1.0", "method": method}
+        return [(topic + "_reply", json.dumps(reply).encode())]
+    if lv[1:3] == ["ext", "ntp"] and lv[3:5] == [pk, dn] and lv[5:] == ["request"]:
+        try:
+            sent = json.loads(data)["deviceSendTime"]
+        except (ValueError, KeyError, TypeError):
+            log.info("%s: no deviceSendTime in %r: no reply", topic, data[:80])
+            return []
+        reply = {"deviceSendTime": str(sent), "serverRecvTime": str(recv_ms),
+                 "serverSendTime": str(int(state.now() * 1000))}
+        return [("/ext/ntp/%s/%s/response" % (pk, dn), json.dumps(reply).encode())]
+    return []
+
+
 class _MinQos(dict):
     """A broadcast record for amqtt's queue. amqtt 0.12.1 delivers at the subscription's QoS
     (`broadcast.get("qos", sub_qos)`); MQTT (and Aliyun) deliver at min(published, granted)."""
@@ -265,6 +302,9 @@ class AliyunBroker(Broker):
             await self._broadcast_queue.put(_MinQos(session=None, topic=env, data=json.dumps(rec).encode(),
                                                     pub_qos=0))
         await self._broadcast_queue.put(_MinQos(session=client_session, topic=topic, data=data, pub_qos=qos))
+        if identity[0] == "device":
+            for t, payload in platform_replies(self.cloud_state, identity[1], identity[2], topic, data):
+                await self._broadcast_queue.put(_MinQos(session=None, topic=t, data=payload, pub_qos=0))
         return True
 
     async def add_subscription(self, subscription, session):

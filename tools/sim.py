@@ -5,10 +5,13 @@ Starts the local cloud (tools/cloud.py) and a virtual Air724 module (tools/vmodu
 runs the real main.py under the `micropython` interpreter against them for each flow
 ("mqtt" direct sign, then "http" token auth), names each step of the seed procedure as
 the module sees it, proves a round trip (an uplink seen at the cloud, a console downlink
-printed by the firmware) and prints a summary. Exit 0 when every flow passed; otherwise 1
+printed by the firmware), then the thing model: the OTA version inform, NTP time, a property
+post answered by the platform and a property set answered by the device, and prints a
+summary. Exit 0 when every flow passed; otherwise 1
 with the failing step named. Nothing is left running.
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -17,6 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from firmware.aliyun import Topics  # noqa: E402
 from tools.simenv import SimEnv  # noqa: E402
 
 # (command prefix, step name) in the order of the seed walkthrough (../shared/seeds/)
@@ -34,7 +38,7 @@ STEPS = [
     ("AT+MCONNECT", "   MCONNECT the moment CONNECT OK arrives; CONNACK OK"),
     ("AT+MQTTMSGSET=0", "5. downlinks pushed as +MSUB URCs (MQTTMSGSET=0)"),
     ("AT+MSUB", "   subscribe /<pk>/<dn>/user/get"),
-    ("AT+MPUB", "   publish telemetry to /<pk>/<dn>/user/update"),
+    ('AT+MPUB="/a1DemoPk001/demo-device-1/user/update"', "   publish telemetry to /<pk>/<dn>/user/update"),
 ]
 DOWNLINK = 'hello from the console, "quoted", 你好'
 
@@ -48,6 +52,37 @@ def show(cmd):
     if cmd.startswith("AT+MCONFIG="):
         return 'AT+MCONFIG="<clientId>","<username>","<password>"'
     return cmd if len(cmd) < 90 else cmd[:87] + "..."
+
+
+def thing_steps(env, wait):
+    """Issue #8 on top: version inform, NTP, a property post and a property set, each a
+    round trip between the firmware and the cloud."""
+    fw, cloud = env.firmware, env.cloud
+    pk, dn = env.device["productKey"], env.device["deviceName"]
+    t = Topics(pk, dn)
+
+    def uplink(topic, timeout=20):
+        return wait("uplink on " + topic, lambda s: cloud.wait_uplink(lambda tp, p: tp == topic, s, since=env.mark), timeout)
+
+    _, payload, _ = uplink(t.ota_inform)
+    print("  OTA version inform %s %s" % (t.ota_inform, payload.decode()))
+    line = wait("NTP time", lambda s: fw.wait_log("ntp: time set", timeout=s), 20)
+    print("  NTP over MQTT      %s" % line.split(" ntp: ", 1)[1])
+    _, payload, _ = uplink(t.property_post)
+    rid = json.loads(payload)["id"]
+    print("  property post      %s %s" % (t.property_post, payload.decode()))
+    line = wait("property post reply", lambda s: fw.wait_log("app: property post %s: code" % rid, timeout=s), 20)
+    print("  platform replied   %s  -> firmware: %s" % (t.property_post_reply, line.split(" app: ", 1)[1]))
+    mark = len(fw.lines)
+    params = {"LightSwitch": 1}
+    rid = cloud.set_properties(pk, dn, params)
+    print("  property set       %s id %s %s" % (t.property_set, rid, json.dumps(params)))
+    line = wait("property set handler", lambda s: fw.wait_log("app: property set", timeout=s, since=mark), 20)
+    print("  firmware handler   %s" % line.split(" app: ", 1)[1])
+    reply = wait("property set reply", lambda s: cloud.wait_reply(pk, dn, rid, timeout=s, since=env.mark), 20)
+    if reply.get("id") != rid or reply.get("code") != 200:
+        raise StepFailed("property set reply: %r" % (reply,))
+    print("  cloud got reply    %s %s" % (t.property_set_reply, json.dumps(reply)))
 
 
 def run_flow(flow, cloud, verbose):
@@ -93,6 +128,7 @@ def run_flow(flow, cloud, verbose):
             if DOWNLINK not in line:
                 raise StepFailed("%s: payload changed on the way: %r" % (step, line))
             print("  firmware printed   %s" % line.split(" app: ", 1)[1])
+            thing_steps(env, wait)
             if "Traceback" in fw.text():
                 raise StepFailed("an exception escaped in the firmware:\n" + fw.text()[-2000:])
         except StepFailed as e:
@@ -126,7 +162,7 @@ def main():
         ok = "error" not in r
         print("  %-6s %-10s %-12s %s" % (
             r["flow"], "%.1f s" % r["connected_s"] if "connected_s" in r else "-",
-            r.get("at_commands", "-"), "ok (uplink + downlink)" if ok else "FAILED"))
+            r.get("at_commands", "-"), "ok (uplink + downlink, property post + set)" if ok else "FAILED"))
     failed = [r for r in results if "error" in r]
     for r in failed:
         print("\n" + r["error"])
