@@ -358,8 +358,8 @@ class Air72x:
                 text = False
         body = escape(payload) if text else None
         if body is not None and len(body) <= MPUB_MAX:
-            cmd = b'AT+MPUB="' + topic.encode() + b'",%d,0,"' % qos + body + b'"'
-            self._mqtt(cmd, then, label="AT+MPUB %s" % topic)
+            cmd = b"".join((b'AT+MPUB="', topic.encode(), b'",%d,0,"' % qos, body, b'"'))
+            self._mqtt(cmd, then, label="AT+MPUB")
         else:
             if (self.version_number or 0) < MPUBEX_VERSION:
                 raise ValueError(
@@ -367,7 +367,7 @@ class Air72x:
                     "module is %s" % (n, "of binary data" if body is None else "escaped is too long for AT+MPUB and", MPUBEX_VERSION, self.version)
                 )
             cmd = 'AT+MPUBEX="%s",%d,0,%d' % (topic, qos, n)
-            self._mqtt(cmd, then, data=payload, label="AT+MPUBEX %s" % topic)
+            self._mqtt(cmd, then, data=payload, label="AT+MPUBEX")
         self.stats["published"] += 1
         if qos:
             self.stats["acked"] += 1

@@ -56,6 +56,23 @@ class ATAbort(ModemError):
         super().__init__("%s interrupted by %s" % (cmd, line))
 
 
+def _waiter(uart):
+    """A function(ms) that returns as soon as the UART has input (or after ms), so a reply
+    is taken in the moment it lands: the adapter's own wait(), or select.poll on a
+    machine.UART. None (plain 1 ms sleeps) for objects poll cannot watch, like test stubs."""
+    wait = getattr(uart, "wait", None)
+    if wait:
+        return wait
+    try:
+        import select
+
+        p = select.poll()
+        p.register(uart, select.POLLIN)
+        return p.poll
+    except Exception:
+        return None
+
+
 def _is_final_error(line):
     return line == b"ERROR" or line.startswith(b"+CME ERROR")
 
@@ -81,6 +98,7 @@ class AT:
         self._urcs = []  # [(prefix, handler(line, payload))]
         self._counted = []  # [(prefix, terminator)]
         self.idle = None  # called while waiting (feed a watchdog)
+        self._until_readable = _waiter(uart)
         self.payload_ms = _PAYLOAD_MS
         self.aborts = ()  # type: tuple  # URC prefixes that end any command's wait (b"RDY")
         self.stats = {"unknown": 0, "discarded": 0, "urc": 0, "timeouts": 0}
@@ -171,9 +189,13 @@ class AT:
                 break
 
     def _wait(self):
+        """Nothing to read: feed the watchdog, then sleep until input arrives (1 ms at most)."""
         if self.idle:
             self.idle()
-        sleep_ms(1)
+        if self._until_readable:
+            self._until_readable(1)
+        else:
+            sleep_ms(1)
 
     # ---------------------------------------------------------------- receive path
     def _fill(self):

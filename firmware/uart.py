@@ -43,6 +43,7 @@ class SocketUART:
         self._sock.setblocking(False)
         self._recv_into = getattr(self._sock, "recv_into", None) or self._sock.readinto
         self._poll = None
+        self._rpoll = None
 
     def readinto(self, buf, nbytes=None):
         try:
@@ -84,12 +85,17 @@ class SocketUART:
             self._poll.register(self._sock, select.POLLOUT)
         self._poll.poll(10)
 
-    def any(self):
-        import select
+    def wait(self, ms):
+        """Block until input arrives or `ms` pass (the AT engine's idle wait)."""
+        if self._rpoll is None:
+            import select
 
-        p = select.poll()
-        p.register(self._sock, select.POLLIN)
-        return 1 if p.poll(0) else 0
+            self._rpoll = select.poll()
+            self._rpoll.register(self._sock, select.POLLIN)
+        return self._rpoll.poll(ms)
+
+    def any(self):
+        return 1 if self.wait(0) else 0
 
     def close(self):
         self._sock.close()
