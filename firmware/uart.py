@@ -14,6 +14,8 @@ def open_uart(cfg):
         if url.startswith("socket://"):
             host, _, port = url[9:].rpartition(":")
             return SocketUART(host, int(port))
+        from firmware.serial_uart import SerialUART  # CPython with pyserial only
+
         return SerialUART(url, cfg.get("baud", 115200))
     import machine
 
@@ -99,32 +101,3 @@ class SocketUART:
 
     def close(self):
         self._sock.close()
-
-
-class SerialUART:
-    """pyserial (CPython only): a real module on a USB-serial adapter, or any pyserial URL."""
-
-    def __init__(self, url, baud):
-        import serial  # type: ignore
-
-        self._ser = serial.serial_for_url(url, baudrate=baud, timeout=0)
-
-    def readinto(self, buf, nbytes=None):
-        n = self._ser.in_waiting
-        if not n:
-            return None
-        data = self._ser.read(min(n, len(buf) if nbytes is None else nbytes))
-        buf[: len(data)] = data
-        return len(data) or None
-
-    def read(self, nbytes=256):
-        return self._ser.read(nbytes) or None
-
-    def write(self, data):
-        return self._ser.write(data)
-
-    def any(self):
-        return self._ser.in_waiting
-
-    def close(self):
-        self._ser.close()
