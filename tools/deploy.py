@@ -87,17 +87,20 @@ def compile_all(mpy_cross, opts):
     return out
 
 
-def write_package_json(version="0.1.0"):
+def firmware_version():
+    """firmware/__init__.py's __version__: the version's one home."""
+    with open(os.path.join(ROOT, "firmware", "__init__.py")) as f:
+        for line in f:
+            if line.startswith("__version__"):
+                return line.split("=", 1)[1].strip().strip('"')
+    raise DeployError("firmware/__init__.py has no __version__")
+
+
+def write_package_json():
     """package.json for `mpremote mip install github:OWNER/REPO`: every firmware module, by
     a URL relative to package.json itself (so any fork or branch works)."""
-    import json
-
     path = os.path.join(ROOT, "package.json")
-    try:
-        with open(path) as f:
-            version = json.load(f).get("version", version)
-    except (OSError, ValueError):
-        pass
+    version = firmware_version()
     mods = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "firmware", "*.py")))
     rows = ",\n".join('    ["firmware/%s", "firmware/%s"]' % (m, m) for m in mods)
     with open(path, "w") as f:
