@@ -21,24 +21,12 @@ _BEARER_MS = const(30000)
 _CONNECT_MS = const(30000)  # MIPSTART/SSLMIPSTART until CONNECT OK
 _CONNACK_MS = const(15000)
 _ACK_MS = const(15000)  # SUBACK / PUBACK
-_HTTP_MS = const(60000)  # HTTPACTION: DNS, TLS handshake and the request
 _INBOX_MAX = const(32)  # downlinks held between two poll() calls
 
 # URCs that mean the module rebooted or lost its SIM: every command stops waiting
 _MODULE_LOST = (b"RDY", b"+CPIN: SIM REMOVED", b"+CPIN: NOT INSERTED")
 # ... and for MQTT commands, the link going down as well
 _LINK_LOST = _MODULE_LOST + (b"CLOSED", b"+PDP", b"+CGEV: NW PDN DEACT", b"+SAPBR 1: DEACT")
-
-HTTP_STATUS = {
-    600: "not HTTP PDU",
-    601: "network error (no bearer, or the connection failed)",
-    602: "no memory",
-    603: "DNS error",
-    604: "stack busy",
-    605: "TLS handshake failed",
-    606: "TLS certificate error",
-}
-
 
 class SimError(ModemError):
     """No SIM, or a SIM that is not ready (PIN, PUK)."""
@@ -95,7 +83,7 @@ def _version_number(text):
     return int(text[i + 2 : j]) if i >= 0 and j > i + 2 else None
 
 
-def _ints(line):
+def ints(line):
     """The integers after the colon of an information line: b'+CSQ: 20,99' -> [20, 99]."""
     out = []
     for part in line[line.find(b":") + 1 :].split(b","):
@@ -186,12 +174,12 @@ class Air72x:
     def signal(self):
         """(rssi 0..31 or 99 unknown, ber)."""
         lines = self.at.cmd("AT+CSQ", info=b"+CSQ")
-        v = _ints(lines[-1]) if lines else []
+        v = ints(lines[-1]) if lines else []
         return (v[0], v[1]) if len(v) >= 2 else (99, 99)
 
     def attached(self):
         lines = self.at.cmd("AT+CGATT?", info=b"+CGATT")
-        return bool(lines) and _ints(lines[-1])[:1] == [1]
+        return bool(lines) and ints(lines[-1])[:1] == [1]
 
     def wait_attach(self, timeout_ms=_ATTACH_MS):
         deadline = ticks_add(ticks_ms(), timeout_ms)
@@ -246,41 +234,9 @@ class Air72x:
 
     def http_post(self, url, body, content_type="application/x-www-form-urlencoded"):
         """POST `body`; return (status, response bytes). HTTPTERM always follows."""
-        if isinstance(body, str):
-            body = body.encode()
-        url = quoted("url", url)
-        try:
-            self.at.cmd("AT+HTTPINIT")
-        except ATError:  # a previous session was left open: close it and start again
-            self._http_term()
-            self.at.cmd("AT+HTTPINIT")
-        try:
-            self.at.cmd('AT+HTTPPARA="URL","%s"' % url)
-            header = escape(("Content-Type: " + content_type).encode()).decode()
-            self.at.cmd('AT+HTTPPARA="USER_DEFINED","%s"' % header)
-            self.at.cmd("AT+HTTPDATA=%d,20000" % len(body), data=body, timeout=25000)
-            self.at.cmd("AT+HTTPACTION=1", then=(b"+HTTPACTION",), timeout=_HTTP_MS)
-            v = _ints(self.at.final)
-            if len(v) < 3 or v[1] is None:
-                raise HttpError(None, "unreadable %r" % self.at.final)
-            status, length = v[1], v[2] or 0
-            if status in HTTP_STATUS or status >= 600:
-                raise HttpError(status, "HTTP request failed in the module: %d %s" % (status, HTTP_STATUS.get(status, "")))
-            data = b""
-            if length:
-                self.at.cmd("AT+HTTPREAD", info=b"+HTTPREAD", timeout=_HTTP_MS)
-                data = self.at.payload or b""
-                if len(data) != length:
-                    raise HttpError(status, "HTTPREAD gave %d of %d bytes" % (len(data), length))
-            return status, data
-        finally:
-            self._http_term()
+        from firmware.http import post  # loaded only by the flows that use HTTP
 
-    def _http_term(self):
-        try:
-            self.at.cmd("AT+HTTPTERM")
-        except ModemError as e:
-            log.debug(_TAG, "HTTPTERM: %s", e)
+        return post(self, url, body, content_type)
 
     # ------------------------------------------------------------------ MQTT
     def mqtt_connect(self, client_id, username, password, host, port, tls=True, keepalive=300, clean=True):
@@ -388,7 +344,7 @@ class Air72x:
     def mqtt_status(self):
         """0 offline, 1 connected, 2 TCP up without an MQTT session."""
         lines = self.at.cmd("AT+MQTTSTATU", info=b"+MQTTSTATU")
-        v = _ints(lines[-1]) if lines else [None]
+        v = ints(lines[-1]) if lines else [None]
         return v[0] if v[0] is not None else 0
 
     def mqtt_disconnect(self):

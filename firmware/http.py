@@ -1,0 +1,61 @@
+# HTTP POST through the module (AT+HTTPINIT ... AT+HTTPTERM): the seed's auth request and
+# dynamic registration. A module of its own so that devices on the direct MQTT flow never
+# load it. HTTPTERM always follows, also after a failure.
+from firmware import log
+from firmware.air72x import HttpError, escape, ints, quoted
+from firmware.at import ATError, ModemError
+from firmware.port import const
+
+_TAG = "http"
+_HTTP_MS = const(60000)  # HTTPACTION: DNS, TLS handshake and the request
+
+STATUS = {
+    600: "not HTTP PDU",
+    601: "network error (no bearer, or the connection failed)",
+    602: "no memory",
+    603: "DNS error",
+    604: "stack busy",
+    605: "TLS handshake failed",
+    606: "TLS certificate error",
+}
+
+
+def post(modem, url, body, content_type):
+    """POST `body` (str or bytes) to `url`; return (status, response bytes)."""
+    at = modem.at
+    if isinstance(body, str):
+        body = body.encode()
+    url = quoted("url", url)
+    try:
+        at.cmd("AT+HTTPINIT")
+    except ATError:  # a previous session was left open: close it and start again
+        _term(at)
+        at.cmd("AT+HTTPINIT")
+    try:
+        at.cmd('AT+HTTPPARA="URL","%s"' % url)
+        header = escape(("Content-Type: " + content_type).encode()).decode()
+        at.cmd('AT+HTTPPARA="USER_DEFINED","%s"' % header)
+        at.cmd("AT+HTTPDATA=%d,20000" % len(body), data=body, timeout=25000)
+        at.cmd("AT+HTTPACTION=1", then=(b"+HTTPACTION",), timeout=_HTTP_MS)
+        v = ints(at.final)
+        if len(v) < 3 or v[1] is None:
+            raise HttpError(None, "unreadable %r" % at.final)
+        status, length = v[1], v[2] or 0
+        if status in STATUS or status >= 600:
+            raise HttpError(status, "HTTP request failed in the module: %d %s" % (status, STATUS.get(status, "")))
+        data = b""
+        if length:
+            at.cmd("AT+HTTPREAD", info=b"+HTTPREAD", timeout=_HTTP_MS)
+            data = at.payload or b""
+            if len(data) != length:
+                raise HttpError(status, "HTTPREAD gave %d of %d bytes" % (len(data), length))
+        return status, data
+    finally:
+        _term(at)
+
+
+def _term(at):
+    try:
+        at.cmd("AT+HTTPTERM")
+    except ModemError as e:
+        log.debug(_TAG, "HTTPTERM: %s", e)
