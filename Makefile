@@ -32,6 +32,12 @@ mpy: $(STAMP)
 sim: $(STAMP)
 	$(BIN)/python tools/sim.py
 
+# Benchmarks of issue #9 (receive path, memory floor, wire, time to connected, sign) under
+# micropython; writes BENCHMARKS.md. Not a test: nothing here asserts a timing.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python tools/bench.py
+
 clean:
 	rm -rf $(BUILD) .pytest_cache
 

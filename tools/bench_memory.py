@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""Memory floor of the firmware (issue #9, figure 2), and where the memory goes.
+
+    .venv/bin/python tools/bench_memory.py [--messages 1000] [--lo 16 --hi 256 --step 4]
+                                           [--flows mqtt,http] [--json FILE] [--quick]
+
+Host side (CPython): compiles the firmware with mpy-cross into a private directory (what
+`make mpy` builds), then runs the real main.py as `micropython -X heapsize=<k> -c "import
+main"` against the virtual module and the local cloud (tools/simenv.py). The app publishes
+QoS 1 telemetry every 10 ms while the cloud console sends one downlink every 10 ms on the
+device's /user/get topic. A heap size *passes* when the cloud holds seq 1..N, the firmware
+logged all N downlinks (`app: downlink ...`), and no MemoryError/Traceback appeared.
+Bisection over lo..hi KiB in `step` KiB steps finds the smallest passing heap for the first
+flow; each further flow is tried from that floor upwards.
+
+Under micropython this same file is the profile (MICROPYPATH=<mpy dir>, cwd = a board dir
+with config.json, the module on the UART): heap cost of every import in the app's order
+(gc.collect() + gc.mem_alloc(), qstr pool growth), of building the App, of each link phase
+up to connected, and the bytes allocated per uplink, per downlink and per idle loop turn
+with the GC disabled. The host prints it as findings.
+"""
+import sys
+
+if sys.implementation.name == "micropython":  # ------------------------------ profile
+    import gc
+
+    import micropython
+
+    def _collect():
+        gc.collect()
+        return gc.mem_alloc()
+
+    def _qstr(tag):
+        print("QSTR " + tag)
+        micropython.qstr_info()
+
+    def profile():
+        from time import sleep_ms
+
+        out = lambda *a: print("MEM " + " ".join(str(x) for x in a))  # noqa: E731
+        base = _collect()
+        out("base", base)
+        _qstr("base")
+        mods = sys.argv[1].split(",")  # the app's import order, worked out by the host
+        prev = base
+        for m in mods:
+            __import__(m)
+            now = _collect()
+            out("import", m, now - prev)
+            _qstr(m)
+            prev = now
+        out("imports_total", prev)
+        from firmware import aliyun, app, config
+
+        cfg = config.load()
+        now = _collect()
+        out("config", now - prev)
+        prev = now
+        t = aliyun.Topics(cfg["product_key"], cfg["device_name"])
+        now = _collect()
+        out("topics_object", now - prev)
+        del t
+        prev = _collect()
+        a = app.App(cfg)
+        now = _collect()
+        out("app_object", now - prev)
+        prev = now
+        link = a.link
+        # the phases up to connected: bytes allocated in each step (GC off) and the live heap
+        # after it (GC on)
+        for _ in range(200):
+            st = link.state
+            gc.collect()
+            b0 = gc.mem_alloc()
+            gc.disable()
+            link.step()
+            b1 = gc.mem_alloc()
+            gc.enable()
+            live = _collect()
+            out("phase", st, b1 - b0, live)
+            if link.state == "up":
+                break
+            sleep_ms(5)
+        out("live_up", _collect())
+        # idle loop turns: what a turn of the app's loop allocates with nothing to do
+        gc.collect()
+        gc.disable()
+        b0 = gc.mem_alloc()
+        for _ in range(100):
+            link.step()
+        b1 = gc.mem_alloc()
+        gc.enable()
+        out("per_idle_step", (b1 - b0) // 100)
+        # uplinks: telemetry() + publish() + the step that sends it (QoS 1, PUBACK)
+        n = 50
+        parts = {"telemetry": 0, "queue": 0, "send": 0}
+        for _ in range(n):
+            gc.collect()
+            gc.disable()
+            b0 = gc.mem_alloc()
+            msg = a.telemetry()
+            b1 = gc.mem_alloc()
+            link.publish(a.topics.update, msg, 1)
+            b2 = gc.mem_alloc()
+            while len(link.outbox):
+                link.step()
+            b3 = gc.mem_alloc()
+            gc.enable()
+            parts["telemetry"] += b1 - b0
+            parts["queue"] += b2 - b1
+            parts["send"] += b3 - b2
+        for k, v in parts.items():
+            out("uplink_" + k, v // n)
+        out("per_uplink", sum(parts.values()) // n)
+        # QoS 0 for comparison (sent at once by Link.publish)
+        gc.collect()
+        gc.disable()
+        b0 = gc.mem_alloc()
+        for _ in range(n):
+            link.publish(a.topics.update, '{"seq": 1234, "uptime_s": 56}', 0)
+        b1 = gc.mem_alloc()
+        gc.enable()
+        out("per_qos0_publish", (b1 - b0) // n)
+        # downlinks: the host sends `n`, we take them through the whole app (log line included)
+        got = [0]
+        on = a.on_message
+
+        def counting(topic, payload):
+            got[0] += 1
+            on(topic, payload)
+
+        link.on_message = counting
+        gc.collect()
+        print("WANT %d" % n)
+        gc.disable()
+        b0 = gc.mem_alloc()
+        turns = 0
+        for _ in range(4000):
+            link.step()
+            turns += 1
+            if got[0] >= n:
+                break
+            sleep_ms(2)
+            if gc.mem_free() < 20000:  # do not run out with the GC off
+                break
+        b1 = gc.mem_alloc()
+        gc.enable()
+        out("downlinks_got", got[0])
+        if got[0]:
+            out("per_downlink", (b1 - b0) // got[0])
+            out("per_downlink_turns", turns)
+        # the log line alone, for the same downlink
+        from firmware import log
+
+        gc.collect()
+        gc.disable()
+        b0 = gc.mem_alloc()
+        for _ in range(n):
+            log.info("app", "downlink %s %s", a.topics.get, app.printable(b'{"dl": 123}'))
+        b1 = gc.mem_alloc()
+        gc.enable()
+        out("per_log_line", (b1 - b0) // n)
+        gc.collect()
+        out("live_end", gc.mem_alloc())
+        micropython.mem_info()
+        print("DONE")
+
+    profile()
+    sys.exit(0)
+
+# ---------------------------------------------------------------------------- host side
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from tools.bench import compile_mpy  # noqa: E402
+from tools.cloud import LocalCloud  # noqa: E402
+from tools.console import console_client  # noqa: E402
+from tools.simenv import SimEnv, micropython_bin, registry  # noqa: E402
+
+BAD = ("MemoryError", "Traceback")
+MB = "MEM "
+
+
+def say(*a):
+    print(*a, flush=True)
+
+
+def run_once(cloud, mpy_dir, heap_k, flow, n, interval):
+    """(passed, why, seconds)."""
+    t0 = time.monotonic()
+    cfg = {"interval": interval, "qos": 1, "stats_interval": 0}
+    with SimEnv(flow=flow, cloud=cloud, cfg=cfg, heapsize="%dk" % heap_k, mpy_dir=mpy_dir) as env:
+        fw = env.firmware
+        i = 0
+
+        def bad():
+            nonlocal i
+            lines = fw.lines
+            while i < len(lines):
+                if any(b in lines[i] for b in BAD):
+                    return "\n".join(lines[max(0, i - 2): i + 12])
+                i += 1
+            if fw.proc.poll() is not None:
+                return "firmware exited %s: %s" % (fw.proc.returncode, "\n".join(lines[-3:]))
+            return None
+
+        try:
+            fw.wait_log("link: mqtt -> up", 30)
+        except TimeoutError:
+            return False, bad() or "not connected in 30 s", time.monotonic() - t0
+        console = console_client(env.cloud.info)
+        try:
+            start = time.monotonic()
+            for k in range(1, n + 1):
+                due = start + k * interval
+                while True:
+                    left = due - time.monotonic()
+                    if left <= 0:
+                        break
+                    time.sleep(left)
+                console.publish(env.topics["get"], '{"dl": %d}' % k, qos=0)
+                if k % 50 == 0:
+                    why = bad()
+                    if why:
+                        return False, why, time.monotonic() - t0
+            deadline = time.monotonic() + 20 + n * interval
+            want = set(range(1, n + 1))
+            while True:
+                why = bad()
+                if why:
+                    return False, why, time.monotonic() - t0
+                seqs = set()
+                for _t, p, _q in env.uplinks():
+                    try:
+                        seqs.add(json.loads(p)["seq"])
+                    except (ValueError, KeyError, TypeError):
+                        pass
+                dls = set()
+                for line in fw.lines:
+                    m = re.search(r'app: downlink \S+ \{"dl": (\d+)\}', line)
+                    if m:
+                        dls.add(int(m.group(1)))
+                if want <= seqs and want <= dls:
+                    return True, "", time.monotonic() - t0
+                if time.monotonic() > deadline:
+                    return False, "after %.0f s: uplinks seq 1..%d missing %d, downlinks missing %d (last log: %s)" % (
+                        time.monotonic() - t0, n, len(want - seqs), len(want - dls), fw.lines[-1:]), time.monotonic() - t0
+                time.sleep(0.2)
+        finally:
+            console.disconnect()
+            console.loop_stop()
+
+
+def bisect(cloud, mpy_dir, flow, lo, hi, step, n, interval, tried):
+    """Smallest k in (lo, hi] (multiples of step) that passes; None if hi fails."""
+    def test(k):
+        ok, why, took = run_once(cloud, mpy_dir, k, flow, n, interval)
+        tried.append({"flow": flow, "heap_k": k, "passed": ok, "why": why[-800:], "seconds": round(took, 1)})
+        say("memory: flow %s heapsize %dk: %s (%.0f s)%s" % (flow, k, "pass" if ok else "FAIL", took,
+                                                              "" if ok else "\n    " + why.replace("\n", "\n    ")[-600:]))
+        return ok
+
+    if not test(hi):
+        return None
+    good, bad_ = hi, lo  # invariant: good passes, bad_ fails (lo assumed failing)
+    while good - bad_ > step:
+        mid = bad_ + ((good - bad_) // step // 2) * step
+        if test(mid):
+            good = mid
+        else:
+            bad_ = mid
+    return good
+
+
+def import_order(mod="firmware.app", seen=None):
+    """Firmware modules in the order `import firmware.app` first loads them (depth first,
+    module-level imports only, from the sources)."""
+    import ast
+
+    seen = [] if seen is None else seen
+    path = os.path.join(ROOT, mod.replace(".", "/") + ".py")
+    if mod in seen or not os.path.exists(path):
+        return seen
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module] + ([node.module + "." + a.name for a in node.names] if node.module == "firmware" else [])
+        for n in names:
+            if n.startswith("firmware.") and n not in seen:
+                import_order(n, seen)
+    if mod not in seen:
+        seen.append(mod)
+    return seen
+
+
+def profile(cloud, mpy_dir, flow, n_msgs=50):
+    """Run the micropython half of this file against the virtual module; parse it."""
+    env = SimEnv(flow=flow, cloud=cloud, cfg={"interval": 3600, "stats_interval": 0}, start_firmware=False)
+    env.start()
+    res = {"imports": [], "phases": [], "qstr": {}}
+    try:
+        env2 = dict(os.environ, MICROPYPATH=mpy_dir)
+        proc = subprocess.Popen([micropython_bin(), "-X", "heapsize=1M", os.path.abspath(__file__),
+                                 ",".join(import_order())], cwd=env.workdir, env=env2,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        console = None
+        qtag = None
+        raw = []
+        for line in proc.stdout:
+            raw.append(line.rstrip())
+            if line.startswith("QSTR "):
+                qtag = line[5:].strip()
+            elif qtag and "n_total_bytes=" in line:
+                res["qstr"][qtag] = int(line.split("n_total_bytes=")[1])
+                qtag = None
+            elif line.startswith("WANT "):
+                k = int(line.split()[1])
+                console = console_client(env.cloud.info)
+                for i in range(k):
+                    console.publish(env.topics["get"], '{"dl": %d}' % i, qos=0)
+                    time.sleep(0.005)
+            elif line.startswith(MB):
+                p = line[len(MB):].split()
+                if p[0] == "import":
+                    res["imports"].append((p[1], int(p[2])))
+                elif p[0] == "phase":
+                    res["phases"].append((p[1], int(p[2]), int(p[3])))
+                else:
+                    res[p[0]] = int(p[1])
+            elif line.startswith("GC:") or "max free sz" in line:
+                res.setdefault("mem_info", []).append(line.strip())
+        proc.wait(60)
+        if console:
+            console.disconnect()
+            console.loop_stop()
+        if "live_end" not in res:
+            res["error"] = "\n".join(raw[-15:])
+    finally:
+        env.stop()
+    sizes = {}
+    for mod, _ in res["imports"]:
+        p = os.path.join(mpy_dir, mod.replace(".", "/") + ".mpy")
+        sizes[mod] = os.path.getsize(p) if os.path.exists(p) else 0
+    res["mpy_sizes"] = sizes
+    return res
+
+
+def source_stats(mod):
+    """(functions incl. lambdas and methods, classes, long string constants: count, bytes) of a
+    firmware module: each function is a raw code + bytecode + a function object in RAM, each
+    string literal over 10 chars a str object created when the .mpy is loaded."""
+    import ast
+
+    path = os.path.join(ROOT, mod.replace(".", "/") + ".py")
+    try:
+        with open(path) as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError):
+        return None
+    funcs = classes = nstr = bstr = 0
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            funcs += 1
+        elif isinstance(node, ast.ClassDef):
+            classes += 1
+        elif isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)) and len(node.value) > 10:
+            nstr += 1
+            bstr += len(node.value)
+    return funcs, classes, nstr, bstr
+
+
+def findings(prof, floors, hi):
+    if not prof or "imports_total" not in prof:
+        return "profile failed: %s" % (prof or {}).get("error", "?")
+    L = []
+    L.append("Measured with tools/bench_memory.py under micropython (GC heap, gc.collect() before each reading; "
+             "%d B are in use before the first import: the interpreter and the profile script itself, compiled "
+             "from source; every figure below is a difference). qstr pools grow in doubling chunks, so their growth "
+             "lands on whichever import crosses a chunk." % prof.get("base", 0))
+    L.append("")
+    L.append("| import (app order) | heap after gc.collect | .mpy size | qstr pool growth | functions / classes | string literals > 10 chars |")
+    L.append("|---|---|---|---|---|---|")
+    prevq = prof["qstr"].get("base", 0)
+    for mod, cost in prof["imports"]:
+        q = prof["qstr"].get(mod)
+        dq = (q - prevq) if q is not None else None
+        prevq = q if q is not None else prevq
+        ss = source_stats(mod) or (0, 0, 0, 0)
+        L.append("| %s | +%d B | %d B | %s | %d / %d | %d, %d B |" % (mod, cost, prof["mpy_sizes"].get(mod, 0),
+                                                                 "+%d B" % dq if dq is not None else "?", ss[0], ss[1], ss[2], ss[3]))
+    L.append("| **all imports** | **%d B** | %d B | %d B | | |" % (prof["imports_total"] - prof.get("base", 0), sum(prof["mpy_sizes"].values()),
+                                                                prevq - prof["qstr"].get("base", 0)))
+    L.append("")
+    L.append("| object / step | bytes |")
+    L.append("|---|---|")
+    for key, label in (("config", "config.load() (the cfg dict with defaults)"),
+                       ("topics_object", "aliyun.Topics (13 topic strings)"),
+                       ("app_object", "App(cfg): Air72x + AT (1536-byte rx buffer) + Link + Outbox + socket UART"),
+                       ("live_up", "live heap once connected (everything the firmware holds)"),
+                       ("per_idle_step", "allocated per idle Link.step()"),
+                       ("uplink_telemetry", "per uplink: App.telemetry() (json.dumps of the dict)"),
+                       ("uplink_queue", "per uplink: Link.publish() into the outbox"),
+                       ("uplink_send", "per uplink: the step that sends it (AT+MPUB built, OK + PUBACK parsed)"),
+                       ("per_uplink", "per QoS 1 uplink, total"),
+                       ("per_qos0_publish", "per QoS 0 Link.publish() (sent at once)"),
+                       ("per_downlink", "per downlink through the whole app (AT engine, driver inbox, Link, App log line, idle turns)"),
+                       ("per_log_line", "... of which the `app: downlink` log line alone")):
+        if key in prof:
+            L.append("| %s | %d |" % (label, prof[key] - (prof.get("base", 0) if key == "live_up" else 0)))
+    ph = prof.get("phases") or []
+    if ph:
+        L.append("")
+        L.append("Connect phases (bytes allocated during the step with the GC off = transient garbage; live heap after it):")
+        L.append("")
+        L.append("| phase | allocated in step | live after |")
+        L.append("|---|---|---|")
+        for st, alloc, live in ph:
+            L.append("| %s | %d | %d |" % (st, alloc, live - prof.get("base", 0)))
+    if prof.get("mem_info"):
+        L.append("")
+        L.append("micropython.mem_info() at the end (1 MiB profile heap): `%s`" % "`, `".join(prof["mem_info"]))
+    return "\n".join(L)
+
+
+def tried_text(tried):
+    """The bisection, one line per run, with where a failing run failed."""
+    L = ["Heap sizes tried (1 run each):", ""]
+    for t in tried:
+        where = ""
+        if not t["passed"]:
+            locs = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', t["why"])
+            err = re.findall(r"(MemoryError[^\n]*)", t["why"])
+            where = ": " + (" <- ".join("%s:%s %s" % (os.path.basename(f), ln, fn) for f, ln, fn in locs[::-1][:2]) or t["why"][-120:].replace("\n", " "))
+            if err:
+                where += " (%s)" % err[0]
+        L.append("- %s %d KiB: %s%s" % (t["flow"], t["heap_k"], "pass" if t["passed"] else "FAIL", where))
+    return "\n".join(L)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=1000)
+    ap.add_argument("--interval", type=float, default=0.01)
+    ap.add_argument("--lo", type=int, default=16)
+    ap.add_argument("--hi", type=int, default=256)
+    ap.add_argument("--step", type=int, default=4)
+    ap.add_argument("--flows", default="mqtt,http")
+    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="200 messages")
+    ap.add_argument("--json")
+    a = ap.parse_args(argv)
+    n = 200 if a.quick else a.messages
+    result = {"messages": n, "lo_k": a.lo, "hi_k": a.hi, "step_k": a.step, "floor_k": {}, "tried": []}
+    mpy_dir = tempfile.mkdtemp(prefix="bench-mpy-")
+    reg = registry()
+    cloud = LocalCloud(devices=reg["devices"], products=reg["products"]).start()
+    try:
+        compile_mpy(mpy_dir)
+        floor = None
+        for flow in a.flows.split(","):
+            if floor is None:
+                k = bisect(cloud, mpy_dir, flow, a.lo, a.hi, a.step, n, a.interval, result["tried"])
+            else:  # from the first flow's floor upwards
+                k = None
+                for cand in range(floor, a.hi + 1, a.step):
+                    ok, why, took = run_once(cloud, mpy_dir, cand, flow, n, a.interval)
+                    result["tried"].append({"flow": flow, "heap_k": cand, "passed": ok, "why": why[-800:], "seconds": round(took, 1)})
+                    say("memory: flow %s heapsize %dk: %s (%.0f s)%s" % (flow, cand, "pass" if ok else "FAIL", took, "" if ok else "\n    " + why[-300:]))
+                    if ok:
+                        k = cand
+                        break
+            result["floor_k"][flow] = k
+            if floor is None and k:
+                floor = k
+            say("memory: flow %s floor %s" % (flow, "%d KiB" % k if k else "> %d KiB" % a.hi))
+        if not a.no_profile:
+            prof = profile(cloud, mpy_dir, a.flows.split(",")[0])
+            result["profile"] = {k: v for k, v in prof.items() if k not in ("mpy_sizes",)}
+            result["findings"] = tried_text(result["tried"]) + "\n\n" + findings(prof, result["floor_k"], a.hi)
+            say(result["findings"])
+    finally:
+        cloud.stop()
+        shutil.rmtree(mpy_dir, ignore_errors=True)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
