@@ -3,10 +3,11 @@
 # the running App so the REPL can reach it after Ctrl-C (see firmware/diag.py).
 import json
 
-from firmware import aliyun, config, log
+from firmware import __version__, aliyun, config, log, ntp
 from firmware.air72x import Air72x
 from firmware.link import Link
 from firmware.port import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
+from firmware.thing import Thing
 from firmware.uart import open_uart
 
 _TAG = "app"
@@ -65,22 +66,74 @@ class App:
         self.topics = aliyun.Topics(cfg["product_key"], cfg["device_name"])
         self.link = Link(self.modem, cfg, self.topics, reset=_reset_pulse(cfg), feed=_watchdog(cfg))
         self.link.on_message = self.on_message
+        self.link.on_up = self.on_up
+        self.thing = Thing(self.link, self.topics)  # thing model: properties, events, services
+        self.thing.on_set(self.on_property_set)
+        self.thing.on_service("ping", self.on_ping)
+        self.ntp = ntp.Ntp(self.link, self.topics, cfg.get("ntp_interval", 3600))
+        self._prop_due = None
         self.seq = 0
         self.started = ticks_ms()
 
     def on_message(self, topic, payload):
-        log.info(_TAG, "downlink %s %s", topic, printable(payload))
+        if not (self.thing.handle(topic, payload) or self.ntp.handle(topic, payload)):
+            log.info(_TAG, "downlink %s %s", topic, printable(payload))
+
+    def on_up(self):
+        """After every (re)connect: firmware version (OTA inform), time, properties."""
+        try:
+            self.thing.report_version(__version__)
+            self.ntp.on_up()
+            self.post_properties()
+        except Exception as e:  # never let the demo take the link down
+            log.error(_TAG, "on_up: %r", e)
+
+    def post_properties(self):
+        params = {"uptime": ticks_diff(ticks_ms(), self.started) // 1000}
+        try:
+            params["rssi"] = self.modem.signal()[0]
+        except Exception as e:  # the link notices a dead module itself
+            log.debug(_TAG, "no rssi: %r", e)
+        self._prop_due = ticks_add(ticks_ms(), int(self.cfg.get("property_interval", 60) * 1000)) if self.cfg.get("property_interval") else None
+        self.thing.post_properties(params, self.on_property_reply)
+
+    def on_property_reply(self, rid, code, data):
+        log.info(_TAG, "property post %s: code %s%s", rid, code, " (no reply in time)" if code == -1 else "")
+
+    def on_property_set(self, params):
+        log.info(_TAG, "property set %s", json.dumps(params))
+
+    def on_ping(self, params):
+        return 200, {"uptime": ticks_diff(ticks_ms(), self.started) // 1000, "seq": self.seq, "echo": params}
 
     def telemetry(self):
         self.seq += 1
-        return json.dumps({"seq": self.seq, "uptime_s": ticks_diff(ticks_ms(), self.started) // 1000})
+        msg = {"seq": self.seq, "uptime_s": ticks_diff(ticks_ms(), self.started) // 1000}
+        ts = ntp.now_ms()
+        if ts is not None:
+            msg["ts"] = ts  # Unix epoch ms, once NTP synced
+        return json.dumps(msg)
 
     def run(self, until=None):
         """The main loop; `until()` returning True ends it (tests). Never raises."""
         interval = int(self.cfg["interval"] * 1000)
+        stats_ms = int(self.cfg.get("stats_interval", 0) * 1000)
+        if not self.cfg.get("device_secret"):  # only product_secret: dynamic registration first
+            from firmware import register
+
+            if not register.provision(self.modem, self.cfg, until):
+                return
         due = ticks_ms()
+        stats_due = ticks_add(due, stats_ms)
         while until is None or not until():
             self.link.step()
+            self.thing.poll()
+            self.ntp.poll()
+            if self._prop_due is not None and self.link.up and ticks_diff(ticks_ms(), self._prop_due) >= 0:
+                self.post_properties()
+            if stats_ms and ticks_diff(ticks_ms(), stats_due) >= 0:
+                stats_due = ticks_add(ticks_ms(), stats_ms)
+                self.link.log_stats()  # the counters of Link.stats(), for logs and the soak
             if ticks_diff(ticks_ms(), due) >= 0:
                 due = ticks_add(due, interval)
                 try:

@@ -27,6 +27,13 @@ DEFAULTS = {
     "reset_pin": None,  # GPIO wired to the module's reset/power key, if any
     "outbox": 20,  # QoS 1 messages kept while the link is down
     "outbox_policy": "drop_oldest",  # or "refuse_new"
+    "backoff_min_ms": 1000,  # first retry after a failure (then doubling, with jitter)
+    "backoff_max_ms": 60000,  # cap of the retry backoff
+    "backoff_refused_ms": 600000,  # retry after refused credentials (not hammered)
+    "status_ms": 0,  # AT+MQTTSTATU after this long without traffic (0: keepalive / 2)
+    "stats_interval": 600,  # seconds between "link: stats {...}" log lines (0: never)
+    "ntp_interval": 3600,  # seconds between NTP syncs over MQTT (also on every connect; 0: only then)
+    "property_interval": 60,  # seconds between thing-model property posts (also on connect; 0: only then)
 }
 
 
@@ -85,6 +92,17 @@ def check(cfg, path=PATH):
     _int(cfg, path, "mqtt_port", 1, 65535)
     _int(cfg, path, "wdt_ms", 0, 600000)
     _int(cfg, path, "outbox", 1, 1000)
+    _int(cfg, path, "backoff_min_ms", 10, 3600000)
+    _int(cfg, path, "backoff_max_ms", cfg["backoff_min_ms"], 3600000)
+    _int(cfg, path, "backoff_refused_ms", 10, 86400000)
+    _int(cfg, path, "status_ms", 0, 3600000)
+    si = cfg["stats_interval"]
+    if not isinstance(si, (int, float)) or isinstance(si, bool) or si < 0:
+        _fail(path, "stats_interval", "%r is not a number of seconds >= 0" % (si,))
+    for f in ("ntp_interval", "property_interval"):
+        v = cfg[f]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 86400:
+            _fail(path, f, "%r is not a number of seconds in 0..86400" % (v,))
     if cfg["outbox_policy"] not in ("drop_oldest", "refuse_new"):
         _fail(path, "outbox_policy", "%r is not \"drop_oldest\" or \"refuse_new\"" % (cfg["outbox_policy"],))
     if cfg["qos"] not in (0, 1) or isinstance(cfg["qos"], bool):
@@ -127,7 +145,12 @@ def load(path=PATH):
         cfg = json.loads(text)
     except ValueError as e:
         raise ConfigError("%s: not valid JSON (%s)" % (path, e))
-    return check(cfg, path)
+    cfg = check(cfg, path)
+    if not cfg.get("device_secret"):  # only product_secret: the one from registering, if stored
+        from firmware import register
+
+        register.merge(cfg, path)
+    return cfg
 
 
 def masked(cfg):

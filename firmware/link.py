@@ -2,36 +2,82 @@
 #
 #   module -> attach (and open the bearer) -> auth ("http" flow, no valid token) -> mqtt -> up
 #
-# step() does at most one phase per call and returns, so the app's loop keeps running while
-# the link is down; a phase is bounded by its AT deadlines. Every failure leads back to the
-# phase that repairs it, after a backoff that grows (with jitter) up to a cap:
-#   CLOSED, a dead session, a failed publish     -> mqtt (reconnect, resubscribe all)
-#   +PDP: DEACT / PDN DEACT                      -> attach (then bearer/auth as needed)
-#   RDY (module reboot), SIM removed, AT timeouts -> module (and a reset pulse when the
-#                                                   module stops answering, if wired)
-#   refused credentials / auth errors            -> a long backoff and a log line that
-#                                                   says to check the triple
-# QoS 1 messages go through the outbox and leave it only after their PUBACK.
+# step() runs at most one phase per call and returns, so the app's loop keeps running while
+# the link is down. Every failure leads back to the phase that repairs it:
+#   CLOSED (server close, keepalive expiry, kick),
+#   MQTTSTATU != 1, a SUBACK/CONNECT lost     -> mqtt (reconnect, resubscribe all)
+#   +PDP: DEACT / PDN DEACT / SAPBR DEACT,
+#   CONNECT FAIL, an HTTP 6xx                 -> attach (re-attach, reopen the bearer)
+#   RDY (module reboot), SIM removed,
+#   any AT timeout, garbage that breaks a reply -> module (autobaud, echo off, version,
+#                                               SIM); after `reset_after` timeouts in a
+#                                               row, the reset pin is pulsed (if wired)
+#   not attached within attach_ms             -> module, after a reset (pin, or AT+CFUN=1,1)
+#   refused CONNACK / auth codes 401 460 5001 6200 -> a long backoff (backoff_refused_ms)
+#                                               and a log line: check the triple. With the
+#                                               "http" flow a refused *old* token is first
+#                                               replaced by a fresh one at once.
+# Retries after a failure wait backoff_min_ms, doubling to backoff_max_ms, each with jitter
+# in [3/4 d, d] (never above the cap). The backoff returns to zero only after the link was
+# up for stable_ms, so a link that drops right after connecting is not hammered.
+#
+# Dead link: the module sends the MQTT PINGREQs itself (the firmware never pings). When
+# nothing came from the session for status_ms (default keepalive/2), step() asks
+# AT+MQTTSTATU; anything but 1 (or no answer) takes the link down. So a dead session is
+# noticed within keepalive/2 + one AT deadline, well inside 1.5 x keepalive.
+#
+# QoS 1 messages go through the outbox (firmware/outbox.py): publish() only queues them;
+# step() sends them in order when up and removes each only after its PUBACK. A publish that
+# fails without a PUBACK leaves the message at the head: it is sent again after the
+# reconnect (at-least-once: counted as "unacked", a possible duplicate).
+#
+# How long step() may block (the bound on the app's loop): one phase, i.e. the sum of the
+# AT deadlines of the commands that phase sends; a failing command ends the phase at once.
+# With the driver's deadlines (firmware/air72x.py) the worst cases are:
+#   up      one PUBACK wait (15 s) + the rest of the flush budget (flush_ms) + MQTTSTATU 5 s
+#   module  autobaud 20 x 0.3 s + 4 commands x 5 s = 26 s
+#   attach  CGATT? 5 s, or the bearer: 2 x 5 s + SAPBR=1,1 30 s + SAPBR=2,1 5 s = 45 s
+#   auth    HTTPINIT..HTTPTERM: 5+5+5+25 + HTTPACTION 60 + HTTPREAD 60 + 5 = 165 s
+#   mqtt    MDISCONNECT/MIPCLOSE 10 s + MCONFIG 5 + MIPSTART 30 + MCONNECT 15 + MQTTMSGSET 5
+#           + 15 s per subscription = 80 s with one subscription
+# STEP_BOUND_MS is that worst case (the auth phase). In practice a phase takes what the
+# network takes (a few seconds). Every wait inside feeds the watchdog (at.idle = feed),
+# so wdt_ms only has to cover the app's own work between two feeds, not a phase.
 import random
+import sys
 
 from firmware import aliyun, log
-from firmware.air72x import ConnectError, CredentialsRefused, LinkDown, SimError, VersionError
+from firmware.air72x import ConnectError, CredentialsRefused, HttpError, LinkDown, SimError, VersionError
 from firmware.aliyun import CloudError
-from firmware.at import ATAbort, ATTimeout, ModemError
+from firmware.at import ATAbort, ATError, ATTimeout, ModemError
 from firmware.outbox import Outbox
 from firmware.port import const, ticks_add, ticks_diff, ticks_ms, time_s
 
 _TAG = "link"
 _ATTACH_MS = const(90000)  # attach must happen within this, else restart the module
 _ATTACH_POLL_MS = const(1000)
-_FLUSH_BATCH = const(8)  # outbox messages sent per step()
-_TIMEOUTS_BEFORE_RESET = const(3)  # consecutive AT timeouts before the module is reset
+_FLUSH_MS = const(200)  # a step() starts no new outbox publish after this long
+_RESET_AFTER = const(3)  # consecutive "no answer" failures before the module is reset
+_STABLE_MS = const(30000)  # up this long: the backoff starts from the bottom again
+_AUTODBAUD_TRIES = const(20)
+_RECOVERY_KEEP = const(100)  # recovery times kept for stats()
+STEP_BOUND_MS = const(165000)  # longest a single step() can block (see above)
+_REFUSED_CODES = (401, 460, 5001, 6200)  # auth answers that a retry will not change
 
 MODULE = "module"
 ATTACH = "attach"
 AUTH = "auth"
 MQTT = "mqtt"
 UP = "up"
+_ORDER = (MODULE, ATTACH, AUTH, MQTT, UP)
+
+
+class NoAnswer(ModemError):
+    """The module does not answer AT at all (autobaud failed)."""
+
+
+class AttachTimeout(ModemError):
+    """Not attached to the packet network within attach_ms."""
 
 
 class Link:
@@ -43,46 +89,71 @@ class Link:
         self.feed = feed  # callable that feeds the watchdog, or None
         if feed:
             modem.at.idle = feed
-        self.outbox = Outbox(cfg["outbox"], cfg["outbox_policy"])
+        self.outbox = Outbox(cfg.get("outbox", 20), cfg.get("outbox_policy", "drop_oldest"))
         self.subscriptions = [(topics.get, 0)]
         self.on_message = None  # handler(topic: str, payload: bytes)
         self.on_up = None  # called after every (re)connect
         self.state = MODULE
-        self.backoff_min = 1000
-        self.backoff_max = 60000
-        self.backoff_refused = 600000  # wrong credentials are not hammered
-        self.dead_after_ms = cfg["keepalive"] * 1500  # 1.5 x keepalive without traffic
-        self._delay = 0
-        self._next = ticks_ms()
-        self._attach_deadline = 0
+        # tunables (config fields; tests shrink them)
+        self.backoff_min = cfg.get("backoff_min_ms", 1000)
+        self.backoff_max = cfg.get("backoff_max_ms", 60000)
+        self.backoff_refused = cfg.get("backoff_refused_ms", 600000)  # wrong credentials
+        keepalive_ms = cfg.get("keepalive", 300) * 1000
+        self.status_ms = cfg.get("status_ms") or keepalive_ms // 2  # MQTTSTATU after this silence
+        self.dead_after_ms = keepalive_ms * 3 // 2
+        self.attach_ms = _ATTACH_MS
+        self.stable_ms = _STABLE_MS
+        self.flush_ms = _FLUSH_MS
+        self.reset_after = _RESET_AFTER
+        # clock and randomness: injectable for tests
+        self.ticks = ticks_ms
+        self.time = time_s
+        self.rand = random.getrandbits
+        now = self.ticks()
+        self._delay = 0  # current backoff (0: next failure starts at backoff_min)
+        self._next = now
+        self._attach_deadline = now
         self._token = None  # (user, password, host, port, issued_s) for the "http" flow
-        self._timeouts = 0
+        self._token_fresh = False  # fetched since the last successful connect
+        self._no_answer = 0  # AT timeouts / failed autobauds since the link was last up
         self._dirty = False  # the module may hold a stale MQTT session
-        self._last_rx = ticks_ms()
-        self._down_since = ticks_ms()
+        self._inflight = False  # a QoS 1 publish is waiting for its PUBACK
+        self._last_rx = now
+        self._up_since = now
+        self._down_since = now
+        self._ever_up = False
         self.counters = {
-            "reconnects": 0,
-            "faults": {},
-            "sent": 0,
-            "acked": 0,
-            "dropped": 0,
+            "reconnects": 0,  # times the link went down after being up
+            "recoveries": 0,  # times it came back up after that
+            "faults": {},  # kind -> count (events and errors)
+            "queued": 0,  # QoS 1 messages accepted into the outbox
+            "sent": 0,  # QoS 1 publish attempts
+            "acked": 0,  # QoS 1 messages that got their PUBACK (left the outbox)
+            "unacked": 0,  # attempts that ended without PUBACK: resent (maybe a duplicate)
+            "dropped": 0,  # QoS 1 messages the outbox policy dropped or refused
+            "rejected": 0,  # QoS 1 messages the driver refused (ValueError): dropped
+            "qos0_sent": 0,
+            "qos0_dropped": 0,  # QoS 0 messages not sent (link down or publish failed)
             "downlinks": 0,
-            "resets": 0,
+            "resets": 0,  # reset pin pulses / AT+CFUN=1,1
+            "tokens": 0,  # tokens fetched ("http" flow)
+            "status_checks": 0,  # AT+MQTTSTATU probes
         }
-        self.recovery_ms = []  # how long each outage lasted (last 50)
+        self.recovery_ms = []  # how long each outage lasted (the last _RECOVERY_KEEP)
         modem.on_message = self._on_message
         modem.on_event = self._on_event
 
     # ------------------------------------------------------------------ the app's side
     def step(self):
-        """Run one phase (or, when up, poll and flush the outbox). Never raises."""
+        """Run one phase (or, when up, poll and flush the outbox). Never raises; blocks at
+        most STEP_BOUND_MS (see the top of this file)."""
         if self.feed:
             self.feed()
         try:
             self.modem.deliver()  # events first: they may change the phase
             if self.state == UP:
                 self._up()
-            elif ticks_diff(ticks_ms(), self._next) >= 0:
+            elif ticks_diff(self.ticks(), self._next) >= 0:
                 self._phase()
         except Exception as e:  # every failure has a recovery; nothing escapes the loop
             self._fail(e)
@@ -92,26 +163,28 @@ class Link:
         return self.state == UP
 
     def publish(self, topic, payload, qos=0):
-        """QoS 1: queued, sent in order, kept until PUBACK; False if the outbox refused it.
-        QoS 0: sent now if the link is up; False (counted and logged) if it is not."""
+        """QoS 1: queued (never blocks), sent in order by step(), kept until its PUBACK;
+        False if the outbox refused it (policy refuse_new, counted and logged).
+        QoS 0: sent now if the link is up; False (counted) if it is not or the send failed."""
         if qos:
+            before = self.outbox.dropped
             ok = self.outbox.put(topic, payload)
-            self.counters["dropped"] = self.outbox.dropped
-            if self.state == UP:
-                self.step()
+            self.counters["dropped"] += self.outbox.dropped - before
+            if ok:
+                self.counters["queued"] += 1
             return ok
         if self.state != UP:
-            self.counters["dropped"] += 1
+            self.counters["qos0_dropped"] += 1
             log.warn(_TAG, "link %s: QoS 0 message for %s not sent", self.state, topic)
             return False
         try:
             self.modem.mqtt_publish(topic, payload, 0)
-            self.counters["sent"] += 1
+            self.counters["qos0_sent"] += 1
             return True
         except ValueError:
             raise  # the caller's payload is wrong: say so to the caller
         except Exception as e:
-            self.counters["dropped"] += 1
+            self.counters["qos0_dropped"] += 1
             self._fail(e)
             return False
 
@@ -126,55 +199,74 @@ class Link:
                 self._fail(e)
 
     def stats(self):
+        """Counters for the REPL and the logs (a new dict each call)."""
         s = dict(self.counters)
         s["faults"] = dict(self.counters["faults"])
         s["state"] = self.state
         s["outbox"] = len(self.outbox)
-        s["downlinks_dropped"] = self.modem.stats["downlinks_dropped"]
+        st = getattr(self.modem, "stats", None) or {}
+        s["downlinks_dropped"] = st.get("downlinks_dropped", 0)
         r = sorted(self.recovery_ms)
         if r:
             s["recovery_ms_median"] = r[len(r) // 2]
+            s["recovery_ms_p95"] = r[min(len(r) - 1, (len(r) * 95 + 99) // 100 - 1)]
             s["recovery_ms_max"] = r[-1]
         return s
+
+    def log_stats(self):
+        log.info(_TAG, "stats %s", _json(self.stats()))
 
     # ------------------------------------------------------------------ phases
     def _phase(self):
         st = self.state
         m = self.modem
         if st == MODULE:
-            m.autobaud()
-            m.at.cmd("ATE0")
+            try:
+                m.autobaud(_AUTODBAUD_TRIES)
+            except ATAbort:
+                raise
+            except ModemError as e:
+                raise NoAnswer(str(e))
+            m.at.cmd("ATE0")  # echo is back on after every restart
             m.check_version()
             m.check_sim()
             rssi, _ = m.signal()
             log.info(_TAG, "module %s ready, signal %s", m.version, rssi)
-            self._attach_deadline = ticks_add(ticks_ms(), _ATTACH_MS)
             self._goto(ATTACH)
+            self._next = self.ticks()
         elif st == ATTACH:
             if m.attached():
-                m.bearer_open(self.cfg["apn"])  # MIPSTART and HTTP both need it
+                m.bearer_open(self.cfg.get("apn"))  # MIPSTART and HTTP both need it
                 self._goto(AUTH if self._needs_token() else MQTT)
-            elif ticks_diff(self._attach_deadline, ticks_ms()) <= 0:
-                raise ModemError("not attached after %d s: check antenna, SIM data plan, APN" % (_ATTACH_MS // 1000))
+                self._next = self.ticks()
+            elif ticks_diff(self._attach_deadline, self.ticks()) <= 0:
+                raise AttachTimeout("not attached after %d s: check antenna, SIM data plan, APN" % (self.attach_ms // 1000))
             else:
-                self._next = ticks_add(ticks_ms(), _ATTACH_POLL_MS)
+                self._next = ticks_add(self.ticks(), _ATTACH_POLL_MS)
         elif st == AUTH:
             user, password, host, port = aliyun.http_auth(m, self.cfg)
-            self._token = (user, password, host, port, time_s())
+            self._token = (user, password, host, port, self.time())
+            self._token_fresh = True
+            self.counters["tokens"] += 1
             self._goto(MQTT)
+            self._next = self.ticks()
         elif st == MQTT:
             self._connect()
 
     def _needs_token(self):
-        if self.cfg["auth"] != "http":
+        if self.cfg.get("auth") != "http":
             return False
         t = self._token
-        return t is None or time_s() - t[4] > aliyun.TOKEN_LIFE_S - 86400
+        if t is None:
+            return True
+        age = self.time() - t[4]
+        return age < 0 or age > aliyun.TOKEN_LIFE_S - 86400  # a day before it expires
 
     def _connect(self):
         m = self.modem
         if self._needs_token():
             self._goto(AUTH)
+            self._next = self.ticks()
             return
         if self._dirty:
             m.mqtt_disconnect()  # whatever the module still holds from before
@@ -186,113 +278,180 @@ class Link:
             cid = aliyun.client_id(self.cfg)
         else:
             cid, user, password, host, port = aliyun.credentials(m, self.cfg)
+        self._dirty = True  # from here on the module may hold a half-open session
         m.mqtt_connect(cid, user, password, host, port, tls=self.cfg["tls"], keepalive=self.cfg["keepalive"])
-        for topic, qos in self.subscriptions:
+        for topic, qos in self.subscriptions:  # clean session: every subscription again
             m.mqtt_subscribe(topic, qos)
-        outage = ticks_diff(ticks_ms(), self._down_since)
-        self.recovery_ms.append(outage)
-        if len(self.recovery_ms) > 50:
-            self.recovery_ms.pop(0)
-        self._delay = 0
-        self._timeouts = 0
-        self._last_rx = ticks_ms()
+        self._dirty = False
+        now = self.ticks()
+        outage = ticks_diff(now, self._down_since)
+        if self._ever_up:
+            self.counters["recoveries"] += 1
+            self.recovery_ms.append(outage)
+            if len(self.recovery_ms) > _RECOVERY_KEEP:
+                self.recovery_ms.pop(0)
+        self._ever_up = True
+        self._no_answer = 0
+        self._token_fresh = False
+        self._last_rx = now
+        self._up_since = now
         self._goto(UP)
         log.info(_TAG, "up (after %d ms); %d queued message(s) to send", outage, len(self.outbox))
         if self.on_up:
-            self.on_up()
+            try:
+                self.on_up()
+            except Exception as e:  # the app's handler: not a reason to drop the link
+                log.error(_TAG, "on_up failed: %r", e)
 
     def _up(self):
         m = self.modem
         m.poll()
         if self.state != UP:
             return  # an event in poll() took the link down
-        n = 0
-        while n < _FLUSH_BATCH and len(self.outbox) and self.state == UP:
-            topic, payload = self.outbox.peek()
-            m.mqtt_publish(topic, payload, 1)
-            self.outbox.pop()  # only after PUBACK
-            self.counters["sent"] += 1
-            self.counters["acked"] += 1
-            self._last_rx = ticks_ms()
-            n += 1
-        if ticks_diff(ticks_ms(), self._last_rx) > self.dead_after_ms // 3:
+        now = self.ticks()
+        if self._delay and ticks_diff(now, self._up_since) >= self.stable_ms:
+            self._delay = 0  # stable: the next failure starts the backoff from the bottom
+        self._flush()
+        if self.state == UP and ticks_diff(self.ticks(), self._last_rx) >= self.status_ms:
+            self.counters["status_checks"] += 1
             status = m.mqtt_status()  # the module keeps the session alive; ask it
-            self._last_rx = ticks_ms()
             if status != 1:
                 raise LinkDown("MQTT status %d: session lost" % status)
+            self._last_rx = self.ticks()
+
+    def _flush(self):
+        """Send queued QoS 1 messages in order until the outbox is empty or flush_ms is
+        spent; each leaves the outbox only after its PUBACK."""
+        m = self.modem
+        start = self.ticks()
+        while self.state == UP:
+            head = self.outbox.peek()
+            if head is None:
+                break
+            topic, payload = head
+            self.counters["sent"] += 1
+            self._inflight = True
+            try:
+                m.mqtt_publish(topic, payload, 1)
+            except ValueError as e:  # never sendable: do not block the queue behind it
+                self._inflight = False
+                self.outbox.pop()
+                self.counters["rejected"] += 1
+                log.error(_TAG, "dropped a queued message for %s: %s", topic, e)
+                continue
+            self._inflight = False
+            self.outbox.pop()  # only after PUBACK
+            self.counters["acked"] += 1
+            self._last_rx = self.ticks()
+            if ticks_diff(self._last_rx, start) >= self.flush_ms:
+                break
 
     # ------------------------------------------------------------------ failures
     def _goto(self, state):
         if state != self.state:
             log.info(_TAG, "%s -> %s", self.state, state)
             if self.state == UP:
-                self._down_since = ticks_ms()
+                self._down_since = self.ticks()
                 self.counters["reconnects"] += 1
+            if state == ATTACH:
+                self._attach_deadline = ticks_add(self.ticks(), self.attach_ms)
             self.state = state
 
     def _count(self, kind):
         f = self.counters["faults"]
         f[kind] = f.get(kind, 0) + 1
 
+    def _backoff(self):
+        """The next growing backoff, with jitter in [3/4 d, d]."""
+        self._delay = min(self.backoff_max, max(self.backoff_min, self._delay * 2))
+        return self._jitter(self._delay)
+
+    def _jitter(self, d):
+        return d - self.rand(30) % (d // 4 + 1)
+
     def _fail(self, e):
         """Pick the phase that repairs `e` and when to try it."""
+        if self._inflight:  # the PUBACK never came: the message stays at the head
+            self._inflight = False
+            self.counters["unacked"] += 1
         kind, state, delay = self._classify(e)
         self._count(kind)
         self._dirty = True
-        if kind == "refused" and self.cfg["auth"] == "http" and self._token:
-            self._token = None  # an expired token: fetch a new one before blaming the triple
-            delay = self.backoff_min
+        if kind == "refused" and self.cfg.get("auth") == "http":
+            stale = self._token is not None and not self._token_fresh
+            self._token = None  # the next try fetches a new token
+            state = AUTH
+            if stale:  # an expired/revoked token: a new one before blaming the triple
+                kind, delay = "token", self._jitter(self.backoff_min)
+                log.warn(_TAG, "token refused: fetching a new one")
         if delay is None:
-            self._delay = min(self.backoff_max, max(self.backoff_min, self._delay * 2))
-            delay = self._delay
-        delay = delay - delay // 4 + random.getrandbits(16) % (delay // 2 + 1)  # +-25% jitter
+            delay = self._backoff()
         log.warn(_TAG, "%s in %s: %s; retry %s in %d ms", kind, self.state, e, state, delay)
+        if kind == "bug":  # say where: a bug is not a link fault
+            show = getattr(sys, "print_exception", None)  # MicroPython
+            if show:
+                show(e)
+            else:
+                log.error(_TAG, "bug: %r", e)
         if kind in ("refused", "auth", "version"):
             log.error(_TAG, "check the device triple (ProductKey, DeviceName, DeviceSecret), "
                             "the sign method and the module firmware; retrying slowly")
-        if state == MODULE and kind == "timeout" and self.reset and self._timeouts >= _TIMEOUTS_BEFORE_RESET:
-            log.warn(_TAG, "module does not answer: resetting it")
-            self.counters["resets"] += 1
-            self._timeouts = 0
-            try:
-                self.reset()
-            except Exception as re:
-                log.error(_TAG, "reset failed: %r", re)
+        if kind == "timeout":
+            self._no_answer += 1
+            if self._no_answer >= self.reset_after and self.reset:
+                log.warn(_TAG, "module does not answer (%d times): resetting it", self._no_answer)
+                self._no_answer = 0
+                self._reset_module(pin_only=True)
+        elif kind == "attach":
+            self._reset_module()
         self._goto(state)
-        self._next = ticks_add(ticks_ms(), delay)
+        self._next = ticks_add(self.ticks(), delay)
+
+    def _reset_module(self, pin_only=False):
+        self.counters["resets"] += 1
+        try:
+            if self.reset:
+                self.reset()
+            elif not pin_only:
+                self.modem.at.cmd("AT+CFUN=1,1")  # software restart: RDY follows
+        except Exception as e:
+            log.error(_TAG, "reset failed: %r", e)
 
     def _classify(self, e):
         """(fault kind, phase to resume from, delay or None for the growing backoff)."""
         if isinstance(e, CredentialsRefused):
-            return "refused", MQTT if self._token is None else AUTH, self.backoff_refused
+            return "refused", MQTT, self._jitter(self.backoff_refused)
         if isinstance(e, CloudError):
-            if e.code in (401, 5001, 6200, 460):
-                return "auth", AUTH, self.backoff_refused
-            return "auth", ATTACH, None
+            if e.code in _REFUSED_CODES:
+                return "auth", AUTH, self._jitter(self.backoff_refused)
+            return "auth_error", AUTH, None
         if isinstance(e, VersionError):
-            return "version", MODULE, self.backoff_refused
+            return "version", MODULE, self._jitter(self.backoff_refused)
         if isinstance(e, SimError):
             return "sim", MODULE, None
-        if isinstance(e, ATTimeout):
-            self._timeouts += 1
-            if self._timeouts >= _TIMEOUTS_BEFORE_RESET or self.state == MODULE:
-                return "timeout", MODULE, None
-            return "timeout", self._resume_after_link_loss(), None
+        if isinstance(e, (ATTimeout, NoAnswer)):
+            return "timeout", MODULE, None  # lost, muted, or a restarted module: start over
+        if isinstance(e, AttachTimeout):
+            return "attach", MODULE, None
         if isinstance(e, ATAbort):
             lost = e.line.startswith("RDY") or e.line.startswith("+CPIN")
             return "aborted", MODULE if lost else ATTACH, None
-        if isinstance(e, (LinkDown, ConnectError)):
-            return "link", self._resume_after_link_loss(), None
+        if isinstance(e, LinkDown):
+            return "link", self._after_link_loss(), None
+        if isinstance(e, (ConnectError, HttpError)):
+            return "connect", ATTACH, None  # no bearer, DNS, TLS: re-attach, reopen it
+        if isinstance(e, ATError):  # an unexpected ERROR (e.g. 767 after a lost session)
+            return "error", MODULE if self.state == MODULE else ATTACH, None
         if isinstance(e, ModemError):
             return "modem", MODULE if self.state == MODULE else ATTACH, None
         if isinstance(e, OSError):
             return "uart", MODULE, None
         return "bug", MODULE, None
 
-    def _resume_after_link_loss(self):
+    def _after_link_loss(self):
         if self.state in (MODULE, ATTACH):
             return self.state
-        return MQTT if self.modem.bearer_up or self.cfg["auth"] == "mqtt" else ATTACH
+        return MQTT if self.modem.bearer_up else ATTACH
 
     def _on_event(self, name, detail):
         self._count(name)
@@ -301,16 +460,26 @@ class Link:
             target = MQTT
         elif name == "pdp_deact":
             target = ATTACH
-            self._attach_deadline = ticks_add(ticks_ms(), _ATTACH_MS)
         else:  # reboot, sim_removed
             target = MODULE
-        order = (MODULE, ATTACH, AUTH, MQTT, UP)
-        if order.index(target) < order.index(self.state):
+        if _ORDER.index(target) < _ORDER.index(self.state):
+            was_up = self.state == UP
             self._goto(target)
-            self._next = ticks_ms()
+            now = self.ticks()
+            if was_up and self._delay == 0:
+                self._next = now  # a link that was stable: repair at once
+            else:
+                self._next = ticks_add(now, self._backoff())
 
     def _on_message(self, topic, payload):
         self.counters["downlinks"] += 1
-        self._last_rx = ticks_ms()
+        self._last_rx = self.ticks()
         if self.on_message:
             self.on_message(topic, payload)
+
+
+def _json(obj):
+    import json
+
+    return json.dumps(obj)
+
