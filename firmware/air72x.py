@@ -26,7 +26,11 @@ _INBOX_MAX = const(32)  # downlinks held between two poll() calls
 # URCs that mean the module rebooted or lost its SIM: every command stops waiting
 _MODULE_LOST = (b"RDY", b"+CPIN: SIM REMOVED", b"+CPIN: NOT INSERTED")
 # ... and for MQTT commands, the link going down as well
-_LINK_LOST = _MODULE_LOST + (b"CLOSED", b"+PDP", b"+CGEV: NW PDN DEACT", b"+SAPBR 1: DEACT")
+_LINK_LOST = _MODULE_LOST + (b"CLOSED", b"+PDP: DEACT", b"+PDP DEACT", b"+CGEV: NW PDN DEACT", b"+SAPBR 1: DEACT")
+
+class NoAnswer(ModemError):
+    """The module does not answer AT at all (autobaud failed)."""
+
 
 class SimError(ModemError):
     """No SIM, or a SIM that is not ready (PIN, PUK)."""
@@ -115,6 +119,7 @@ class Air72x:
         self.version_number = None
         self.mqtt_connected = False
         self.bearer_up = False
+        self._sim_lost = False
         self._inbox = []
         self._events = []
         self.stats = {"downlinks": 0, "downlinks_dropped": 0, "published": 0, "acked": 0, "events": 0}
@@ -141,7 +146,7 @@ class Air72x:
                 pass  # a half-trained line answers ERROR once: try again
             except ATAbort:
                 pass  # RDY / +CPIN: the module is just coming up: ask again
-        raise ModemError(
+        raise NoAnswer(
             "module does not answer AT (%d tries): check power, TX/RX wiring (crossed), "
             "common ground, level shifting and baud rate" % tries
         )
@@ -421,7 +426,11 @@ class Air72x:
 
     def _on_cpin(self, line, payload):
         if b"READY" in line:
+            if self._sim_lost:  # the SIM is back: the layer above may retry at once
+                self._sim_lost = False
+                self._event("sim_ready", line)
             return
+        self._sim_lost = True
         self.mqtt_connected = False
         self._event("sim_removed", line)
 

@@ -47,7 +47,7 @@ import random
 import sys
 
 from firmware import aliyun, log
-from firmware.air72x import ConnectError, CredentialsRefused, HttpError, LinkDown, SimError, VersionError
+from firmware.air72x import ConnectError, CredentialsRefused, HttpError, LinkDown, NoAnswer, SimError, VersionError
 from firmware.aliyun import CloudError
 from firmware.at import ATAbort, ATError, ATTimeout, ModemError
 from firmware.outbox import Outbox
@@ -70,10 +70,6 @@ AUTH = "auth"
 MQTT = "mqtt"
 UP = "up"
 _ORDER = (MODULE, ATTACH, AUTH, MQTT, UP)
-
-
-class NoAnswer(ModemError):
-    """The module does not answer AT at all (autobaud failed)."""
 
 
 class AttachTimeout(ModemError):
@@ -221,12 +217,7 @@ class Link:
         st = self.state
         m = self.modem
         if st == MODULE:
-            try:
-                m.autobaud(_AUTODBAUD_TRIES)
-            except ATAbort:
-                raise
-            except ModemError as e:
-                raise NoAnswer(str(e))
+            m.autobaud(_AUTODBAUD_TRIES)
             m.at.cmd("ATE0")  # echo is back on after every restart
             m.check_version()
             m.check_sim()
@@ -454,6 +445,10 @@ class Link:
         return MQTT if self.modem.bearer_up else ATTACH
 
     def _on_event(self, name, detail):
+        if name == "sim_ready":  # not a fault: a SIM put back in ends the wait at once
+            if self.state == MODULE:
+                self._next = self.ticks()
+            return
         self._count(name)
         self._dirty = True
         if name == "closed":

@@ -97,6 +97,7 @@ def test_user_payloads_arrive_exactly_and_cannot_inject(cloud):
         fw = publish(env, ["%d:%s" % (q, p.hex()) for q, p in payloads])
         fw.wait_log("DONE", timeout=60)
         assert [x for x in fw.lines if x.startswith("PUBLISHED")] == ["PUBLISHED %d" % len(p) for q, p in payloads]
+        env.wait_uplink(lambda p: p == payloads[-1][1])  # the broker acks before it records
         got = [p for t, p, q in env.uplinks()]
         assert got == [p for q, p in payloads]
         qos = [q for t, p, q in env.uplinks()]
@@ -111,4 +112,5 @@ def test_oversized_payload_is_refused_with_a_clear_error(cloud):
         fw.wait_log("DONE", timeout=60)
         refused = [line for line in fw.lines if line.startswith("REFUSED")]
         assert refused == ["REFUSED payload: 9000 bytes is over the module's 8192-byte limit"]
+        env.wait_uplink(lambda p: p == b"ok")
         assert [p for t, p, q in env.uplinks()] == [b"ok"]

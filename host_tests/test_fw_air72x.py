@@ -1031,6 +1031,24 @@ def test_sim_removed_aborts_a_command():
     assert got == [("event", "sim_removed", "+CPIN: SIM REMOVED")]
 
 
+def test_sim_put_back_is_a_sim_ready_event_once():
+    uart, m = modem([], connected=True)
+    got = recorder(m)
+    uart.feed(lines(b"+CPIN: READY"))  # at boot: not an event
+    m.poll()
+    assert got == []
+    uart.feed(lines(b"+CPIN: SIM REMOVED", b"+CPIN: READY", b"+CPIN: READY"))
+    m.poll()
+    assert got == [("event", "sim_removed", "+CPIN: SIM REMOVED"), ("event", "sim_ready", "+CPIN: READY")]
+
+
+def test_a_pdp_line_that_is_not_a_deact_does_not_abort_a_publish():
+    reply = OK + lines(b"+PDP: ACT 1") + lines(b"PUBACK")
+    uart, m = modem([(b'AT+MPUB="/pk/dn/user/update",1,0,"x"\r', reply)], connected=True)
+    m.mqtt_publish("/pk/dn/user/update", b"x", 1)
+    assert m.mqtt_connected and m.at.final == b"PUBACK"
+
+
 def test_on_event_raising_is_logged_and_messages_still_delivered():
     cap = capture_log()
     try:

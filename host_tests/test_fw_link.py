@@ -8,7 +8,7 @@ import json
 from fwtest import LogCapture, StubUART
 
 from firmware import aliyun, log
-from firmware.air72x import Air72x, ConnectError, CredentialsRefused, HttpError, LinkDown, SimError
+from firmware.air72x import Air72x, ConnectError, CredentialsRefused, HttpError, LinkDown, NoAnswer, SimError
 from firmware.at import ATAbort, ATTimeout, ModemError
 from firmware.link import ATTACH, AUTH, MODULE, MQTT, UP, Link
 
@@ -249,6 +249,22 @@ def test_reboot_and_sim_removed_start_from_the_module():
         assert m.names()[0] == "autobaud"
         assert link.counters["faults"][name] == 1
         assert link.counters["faults"]["sim"] == 2
+
+
+def test_sim_put_back_ends_the_backoff_at_once():
+    link, m, clock = make()
+    up(link, clock)
+    m.events.append(("sim_removed", "+CPIN: SIM REMOVED"))
+    m.fail["check_sim"] = [SimError("no SIM card (+CME ERROR: 10)")] * 4
+    for _ in range(4):  # the backoff grows while the SIM is out
+        clock.ms = link._next
+        link.step()
+    assert link.state == MODULE and delay(link, clock) > 1000
+    m.events.append(("sim_ready", "+CPIN: READY"))
+    link.step()
+    assert delay(link, clock) <= 0 and "sim_ready" not in link.counters["faults"]
+    link.step()  # the module phase runs now, not after the backoff
+    assert link.state != MODULE and m.names()[-1] != "check_sim"
 
 
 def test_each_error_leads_to_its_phase():
@@ -531,7 +547,7 @@ def test_reset_is_pulsed_after_repeated_timeouts():
         link, m, clock = make(reset=lambda: pulses.append(clock.ms))
         up(link, clock)
         m.fail["mqtt_publish"] = [ATTimeout("AT+MPUB", 15000)]
-        m.fail["autobaud"] = [ModemError("module does not answer AT (20 tries)")] * 4
+        m.fail["autobaud"] = [NoAnswer("module does not answer AT (20 tries)")] * 4
         link.publish("/%s/%s/user/update" % (PK, DN), "x", 1)
         link.step()
         assert link.state == MODULE and pulses == []
@@ -551,7 +567,7 @@ def test_reset_is_pulsed_after_repeated_timeouts():
 def test_no_reset_pin_no_pulse_but_still_recovers():
     link, m, clock = make()
     up(link, clock)
-    m.fail["autobaud"] = [ModemError("no answer")] * 5
+    m.fail["autobaud"] = [NoAnswer("no answer")] * 5
     m.events.append(("reboot", "RDY"))
     log.sink = lambda line: None
     try:
