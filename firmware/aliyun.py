@@ -124,3 +124,21 @@ def connect(modem, cfg, topics):
     cid, user, password, host, port = credentials(modem, cfg)
     modem.mqtt_connect(cid, user, password, host, port, tls=cfg["tls"], keepalive=cfg["keepalive"])
     modem.mqtt_subscribe(topics.get, 0)
+
+
+def parse(topic, payload, tag=_TAG):
+    """A downlink's JSON object (thing model, NTP), or None (logged) when it is not one."""
+    try:
+        msg = json.loads(payload)
+    except Exception:  # ValueError; UnicodeError (a subclass on CPython) for bad UTF-8
+        log.error(tag, "bad JSON on %s (%d bytes): %r", topic, len(payload), payload[:60])
+        return None
+    if not isinstance(msg, dict):
+        log.error(tag, "not a JSON object on %s: %r", topic, payload[:60])
+        return None
+    return msg
+
+
+def version_inform(rid, version):
+    """The payload of /ota/device/inform/{pk}/{dn}: the firmware version, sent on connect."""
+    return json.dumps({"id": rid, "params": {"version": version}})

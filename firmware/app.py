@@ -1,13 +1,15 @@
 # The app behind main.py: config -> UART -> module -> link, then the loop: publish a small
 # JSON telemetry message every `interval` seconds and log every downlink. `current` holds
 # the running App so the REPL can reach it after Ctrl-C (see firmware/diag.py).
+# RAM: what a device does not use is not imported (the thing model, NTP, registration),
+# and the config checker is dropped once config.json has been read.
 import json
+import sys
 
-from firmware import __version__, aliyun, config, log, ntp
+from firmware import __version__, aliyun, log
 from firmware.air72x import Air72x
 from firmware.link import Link
 from firmware.port import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
-from firmware.thing import Thing
 from firmware.uart import open_uart
 
 _TAG = "app"
@@ -67,24 +69,39 @@ class App:
         self.link = Link(self.modem, cfg, self.topics, reset=_reset_pulse(cfg), feed=_watchdog(cfg))
         self.link.on_message = self.on_message
         self.link.on_up = self.on_up
-        self.thing = Thing(self.link, self.topics)  # thing model: properties, events, services
-        self.thing.on_set(self.on_property_set)
-        self.thing.on_service("ping", self.on_ping)
-        self.ntp = ntp.Ntp(self.link, self.topics, cfg.get("ntp_interval", 3600))
+        self.thing = None
+        if cfg.get("thing"):  # thing model: properties, events, services
+            from firmware.thing import Thing
+
+            self.thing = Thing(self.link, self.topics)
+            self.thing.on_set(self.on_property_set)
+            self.thing.on_service("ping", self.on_ping)
+        self.ntp = None
+        if cfg.get("ntp", True):
+            from firmware.ntp import Ntp
+
+            self.ntp = Ntp(self.link, self.topics, cfg.get("ntp_interval", 3600))
         self._prop_due = None
         self.seq = 0
         self.started = ticks_ms()
 
     def on_message(self, topic, payload):
-        if not (self.thing.handle(topic, payload) or self.ntp.handle(topic, payload)):
-            log.info(_TAG, "downlink %s %s", topic, printable(payload))
+        if self.thing and self.thing.handle(topic, payload):
+            return
+        if self.ntp and self.ntp.handle(topic, payload):
+            return
+        log.info(_TAG, "downlink %s %s", topic, printable(payload))
 
     def on_up(self):
         """After every (re)connect: firmware version (OTA inform), time, properties."""
         try:
-            self.thing.report_version(__version__)
-            self.ntp.on_up()
-            self.post_properties()
+            if self.thing:
+                self.thing.report_version(__version__)
+                self.post_properties()
+            else:
+                self.link.publish(self.topics.ota_inform, aliyun.version_inform("1", __version__), 1)
+            if self.ntp:
+                self.ntp.on_up()
         except Exception as e:  # never let the demo take the link down
             log.error(_TAG, "on_up: %r", e)
 
@@ -109,7 +126,7 @@ class App:
     def telemetry(self):
         self.seq += 1
         msg = {"seq": self.seq, "uptime_s": ticks_diff(ticks_ms(), self.started) // 1000}
-        ts = ntp.now_ms()
+        ts = sys.modules["firmware.ntp"].now_ms() if self.ntp else None
         if ts is not None:
             msg["ts"] = ts  # Unix epoch ms, once NTP synced
         return json.dumps(msg)
@@ -127,8 +144,10 @@ class App:
         stats_due = ticks_add(due, stats_ms)
         while until is None or not until():
             self.link.step()
-            self.thing.poll()
-            self.ntp.poll()
+            if self.thing:
+                self.thing.poll()
+            if self.ntp:
+                self.ntp.poll()
             if self._prop_due is not None and self.link.up and ticks_diff(ticks_ms(), self._prop_due) >= 0:
                 self.post_properties()
             if stats_ms and ticks_diff(ticks_ms(), stats_due) >= 0:
@@ -143,11 +162,27 @@ class App:
             sleep_ms(_LOOP_MS)
 
 
-def main(path=config.PATH):
+def load_config(path=None):
+    """config.json checked, or None (the error logged). The checker is dropped afterwards:
+    it is not needed again and its messages cost RAM."""
+    from firmware import config
+
     try:
-        cfg = config.load(path)
+        return config.load(path or config.PATH)
     except config.ConfigError as e:
         log.error(_TAG, "%s", e)
+        return None
+    finally:
+        del config
+        sys.modules.pop("firmware.config", None)
+        pkg = sys.modules.get("firmware")
+        if pkg is not None and hasattr(pkg, "config"):
+            delattr(pkg, "config")
+
+
+def main(path=None):
+    cfg = load_config(path)
+    if cfg is None:
         return None
     app = App(cfg)
     log.info(_TAG, "device %s/%s, flow %s, %s", cfg["product_key"], cfg["device_name"], cfg["auth"], "TLS" if cfg["tls"] else "TCP")

@@ -32,6 +32,8 @@ DEFAULTS = {
     "backoff_refused_ms": 600000,  # retry after refused credentials (not hammered)
     "status_ms": 0,  # AT+MQTTSTATU after this long without traffic (0: keepalive / 2)
     "stats_interval": 600,  # seconds between "link: stats {...}" log lines (0: never)
+    "thing": False,  # thing model (Alink JSON properties, events, services): loaded only when on
+    "ntp": True,  # time over MQTT (/ext/ntp): telemetry gets a real "ts"
     "ntp_interval": 3600,  # seconds between NTP syncs over MQTT (also on every connect; 0: only then)
     "property_interval": 60,  # seconds between thing-model property posts (also on connect; 0: only then)
 }
@@ -86,8 +88,9 @@ def check(cfg, path=PATH):
         _fail(path, "auth", "%r is not \"mqtt\" or \"http\"" % (cfg["auth"],))
     if cfg["sign_method"] not in METHODS:
         _fail(path, "sign_method", "%r is not one of %s" % (cfg["sign_method"], ", ".join(METHODS)))
-    if not isinstance(cfg["tls"], bool):
-        _fail(path, "tls", "must be true or false")
+    for f in ("tls", "thing", "ntp"):
+        if not isinstance(cfg[f], bool):
+            _fail(path, f, "must be true or false")
     _int(cfg, path, "keepalive", 30, 1200)
     _int(cfg, path, "mqtt_port", 1, 65535)
     _int(cfg, path, "wdt_ms", 0, 600000)

@@ -19,7 +19,7 @@ import time
 
 from firmware import log
 from firmware.port import const, ticks_add, ticks_diff, ticks_ms
-from firmware.thing import parse
+from firmware.aliyun import parse
 
 _TAG = "ntp"
 _REBASE_MS = const(86400000)  # move the base forward daily: ticks_diff is valid for ~6 days

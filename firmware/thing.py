@@ -21,6 +21,7 @@
 import json
 
 from firmware import log
+from firmware.aliyun import parse, version_inform
 from firmware.port import const, ticks_add, ticks_diff, ticks_ms
 
 _TAG = "thing"
@@ -30,25 +31,6 @@ BAD_PARAMS = const(460)  # Alink device code "request parameter error"
 TIMEOUT = const(-1)  # no _reply within the deadline (reported to callbacks only)
 _PENDING_MAX = const(16)  # requests waiting for their reply; the oldest is given up beyond
 _ID_WRAP = const(1000000000)  # ids "1".."999999999" (small ints on every board)
-_SAMPLE = const(60)  # bytes of a bad downlink shown in the log
-
-
-def _sample(payload):
-    s = payload[:_SAMPLE]
-    return repr(s) + ("..." if len(payload) > _SAMPLE else "")
-
-
-def parse(topic, payload, tag=_TAG):
-    """A downlink's JSON object, or None (logged) when it is not one."""
-    try:
-        msg = json.loads(payload)
-    except Exception:  # ValueError; UnicodeError (a subclass on CPython) for bad UTF-8
-        log.error(tag, "bad JSON on %s (%d bytes): %s", topic, len(payload), _sample(payload))
-        return None
-    if not isinstance(msg, dict):
-        log.error(tag, "not a JSON object on %s: %s", topic, _sample(payload))
-        return None
-    return msg
 
 
 class Thing:
@@ -99,7 +81,7 @@ class Thing:
         """The firmware version to /ota/device/inform/{pk}/{dn} (call it on every connect);
         returns the message id."""
         rid = self.next_id()
-        self.link.publish(self.topics.ota_inform, json.dumps({"id": rid, "params": {"version": version}}), qos)
+        self.link.publish(self.topics.ota_inform, version_inform(rid, version), qos)
         log.info(_TAG, "firmware version %s reported (id %s)", version, rid)
         return rid
 
@@ -156,7 +138,7 @@ class Thing:
         self._due = due
 
     def _on_reply(self, topic, payload):
-        msg = parse(topic, payload)
+        msg = parse(topic, payload, _TAG)
         if msg is None:
             return
         rid = str(msg.get("id"))
@@ -183,7 +165,7 @@ class Thing:
     # ------------------------------------------------------------------ downlinks
     def _request(self, topic, payload):
         """(id, params) of a cloud request, or (id or None, None) when it is unusable."""
-        msg = parse(topic, payload)
+        msg = parse(topic, payload, _TAG)
         if msg is None:
             return None, None
         rid = msg.get("id")

@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+import firmware
+
 from tools.cloud import LocalCloud
 from tools.simenv import SimEnv, registry
 
@@ -49,6 +51,9 @@ def round_trip(env):
 def test_flow_round_trip(cloud, flow, tls):
     with SimEnv(flow=flow, tls=tls, cloud=cloud) as env:
         round_trip(env)
+        ota = "/ota/device/inform/a1DemoPk001/demo-device-1"  # the version, on every connect
+        _, payload, _ = env.cloud.wait_uplink(lambda t, p: t == ota, timeout=10, since=env.mark)
+        assert json.loads(payload) == {"id": "1", "params": {"version": firmware.__version__}}
         cmds = env.vm.commands
         start = "AT+SSLMIPSTART" if tls else "AT+MIPSTART"
         assert any(c.startswith(start + '="a1DemoPk001.iot-as-mqtt.cn-shanghai.aliyuncs.com",1883') for c in cmds)

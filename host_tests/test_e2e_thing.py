@@ -34,7 +34,7 @@ def wait_topic(env, topic, pred=None, timeout=15.0):
 
 
 def test_thing_model_round_trips_and_version_inform(cloud):
-    with SimEnv(cloud=cloud, cfg={"property_interval": 2}) as env:
+    with SimEnv(cloud=cloud, cfg={"thing": True, "property_interval": 2}) as env:
         fw = env.firmware
         fw.wait_log("link: mqtt -> up", timeout=30)
         # OTA version inform on connect
@@ -156,7 +156,7 @@ def test_console_commands_against_a_running_device(cloud):
     import sys
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    with SimEnv(cloud=cloud) as env:
+    with SimEnv(cloud=cloud, cfg={"thing": True}) as env:
         env.firmware.wait_log("link: mqtt -> up", timeout=30)
         wait_topic(env, T.property_post)  # subscriptions are in place once on_up ran
         for args in (["set", PK, DN, '{"LightSwitch": 1}'], ["call", PK, DN, "ping", '{"n": 3}']):

@@ -91,7 +91,8 @@ def run_flow(flow, cloud, verbose):
     result = {"flow": flow}
     echo = (lambda line: print("      | " + line)) if verbose else None
     # the module's realistic delays: TCP/TLS connect ~1.4 s, an HTTPS request ~0.5 s
-    with SimEnv(flow=flow, cloud=cloud, echo=echo, vm={"connect_delay": 1.4, "http_delay": 0.5}) as env:
+    # the thing model is off by default (RAM): the demo turns it on
+    with SimEnv(flow=flow, cloud=cloud, echo=echo, cfg={"thing": True}, vm={"connect_delay": 1.4, "http_delay": 0.5}) as env:
         fw, vm = env.firmware, env.vm
         step = "bring-up"
 
