@@ -3,14 +3,12 @@
 # the running App so the REPL can reach it after Ctrl-C (see firmware/diag.py).
 # RAM: what a device does not use is not imported (the thing model, NTP, registration),
 # and the config checker is dropped once config.json has been read.
+import gc
 import json
 import sys
 
-from firmware import __version__, aliyun, log
-from firmware.air72x import Air72x
-from firmware.link import Link
+from firmware import __version__, log
 from firmware.port import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
-from firmware.uart import open_uart
 
 _TAG = "app"
 _LOOP_MS = const(5)
@@ -60,6 +58,12 @@ def _reset_pulse(cfg):
 
 class App:
     def __init__(self, cfg, uart=None):
+        # imported here, after config.json was read and its checker dropped: a lower peak
+        from firmware import aliyun
+        from firmware.air72x import Air72x
+        from firmware.link import Link
+        from firmware.uart import open_uart
+
         global current
         current = self
         log.level = _LEVELS[cfg["log_level"]]
@@ -82,6 +86,7 @@ class App:
 
             self.ntp = Ntp(self.link, self.topics, cfg.get("ntp_interval", 3600))
         self._prop_due = None
+        self._due = self._stats_due = ticks_ms()
         self.seq = 0
         self.started = ticks_ms()
 
@@ -99,13 +104,17 @@ class App:
                 self.thing.report_version(__version__)
                 self.post_properties()
             else:
-                self.link.publish(self.topics.ota_inform, aliyun.version_inform("1", __version__), 1)
+                from firmware.aliyun import version_inform
+
+                self.link.publish(self.topics.ota_inform, version_inform("1", __version__), 1)
             if self.ntp:
                 self.ntp.on_up()
         except Exception as e:  # never let the demo take the link down
             log.error(_TAG, "on_up: %r", e)
 
     def post_properties(self):
+        if self.thing is None:
+            return
         params = {"uptime": ticks_diff(ticks_ms(), self.started) // 1000}
         try:
             params["rssi"] = self.modem.signal()[0]
@@ -140,26 +149,33 @@ class App:
 
             if not register.provision(self.modem, self.cfg, until):
                 return
-        due = ticks_ms()
-        stats_due = ticks_add(due, stats_ms)
+        self._due = ticks_ms()
+        self._stats_due = ticks_add(self._due, stats_ms)
         while until is None or not until():
-            self.link.step()
-            if self.thing:
-                self.thing.poll()
-            if self.ntp:
-                self.ntp.poll()
-            if self._prop_due is not None and self.link.up and ticks_diff(ticks_ms(), self._prop_due) >= 0:
-                self.post_properties()
-            if stats_ms and ticks_diff(ticks_ms(), stats_due) >= 0:
-                stats_due = ticks_add(ticks_ms(), stats_ms)
-                self.link.log_stats()  # the counters of Link.stats(), for logs and the soak
-            if ticks_diff(ticks_ms(), due) >= 0:
-                due = ticks_add(due, interval)
-                try:
-                    self.link.publish(self.topics.update, self.telemetry(), self.cfg["qos"])
-                except ValueError as e:
-                    log.error(_TAG, "telemetry not sent: %s", e)
+            try:
+                self._tick(interval, stats_ms)
+            except Exception as e:  # nothing escapes the loop (MemoryError included)
+                log.error(_TAG, "loop: %r", e)
             sleep_ms(_LOOP_MS)
+
+    def _tick(self, interval, stats_ms):
+        self.link.step()
+        if self.thing:
+            self.thing.poll()
+        if self.ntp:
+            self.ntp.poll()
+        now = ticks_ms()
+        if self._prop_due is not None and self.link.up and ticks_diff(now, self._prop_due) >= 0:
+            self.post_properties()
+        if stats_ms and ticks_diff(now, self._stats_due) >= 0:
+            self._stats_due = ticks_add(now, stats_ms)
+            self.link.log_stats()  # the counters of Link.stats(), for logs and the soak
+        if ticks_diff(now, self._due) >= 0:
+            self._due = ticks_add(self._due, interval)
+            try:
+                self.link.publish(self.topics.update, self.telemetry(), self.cfg["qos"])
+            except Exception as e:  # a bad payload, or no RAM left: say so, keep running
+                log.error(_TAG, "telemetry %d not sent: %r", self.seq, e)
 
 
 def load_config(path=None):
@@ -178,6 +194,7 @@ def load_config(path=None):
         pkg = sys.modules.get("firmware")
         if pkg is not None and hasattr(pkg, "config"):
             delattr(pkg, "config")
+        gc.collect()
 
 
 def main(path=None):
