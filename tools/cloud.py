@@ -399,7 +399,13 @@ async def _serve(args, st, console, certs):
 
     async def restart_broker():
         async with restart_lock:
-            await holder["broker"].shutdown()
+            old = holder["broker"]
+            try:
+                await asyncio.wait_for(old.drop_everyone(), 10)
+                await asyncio.wait_for(old.shutdown(), 10)
+            except Exception as e:  # a stuck shutdown must not leave a half-shut broker
+                logging.getLogger("cloud").warning("broker shutdown stuck (%r): closing it by force", e)
+                old.force_close()
             await start_broker()
 
     async def on_loop(fn):

@@ -258,6 +258,19 @@ class AliyunBroker(Broker):
         except TimeoutError:
             log.warning("kick of %r did not finish", live.session.client_id)
 
+    async def drop_everyone(self):
+        """Close every client connection (before a restart): amqtt's own shutdown can hang
+        while sessions still stream in."""
+        for lv in list(self._live.values()):
+            await self._kick(lv)
+
+    def force_close(self):
+        """Stop listening and cut every connection, whatever state amqtt is in."""
+        for server in list(self._servers.values()):
+            inst = getattr(server, "instance", None)
+            if inst is not None:
+                inst.close()
+
     async def kick(self, pk, dn):
         targets = [lv for lv in self._live.values() if lv.identity == ("device", pk, dn)]
         for lv in targets:
