@@ -133,3 +133,23 @@ class LogCapture:
 
     def text(self):
         return "\n".join(self.lines)
+
+
+def capture_log():
+    """Send firmware log lines to a new LogCapture (until release_log()) and return it."""
+    from firmware import log
+
+    cap = LogCapture()
+    log.sink = cap.write
+    return cap
+
+
+def release_log():
+    from firmware import log
+
+    log.sink = None
+
+
+def msub(topic, payload):
+    """A +MSUB downlink URC exactly as the module frames it (payload read by count)."""
+    return b'\r\n+MSUB: "' + topic + b'",' + str(len(payload)).encode() + b" byte," + payload + b"\r\n"

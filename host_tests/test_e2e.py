@@ -8,18 +8,10 @@ import pytest
 
 import firmware
 
-from tools.cloud import LocalCloud
 from tools.simenv import SimEnv, registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PUBLISH_SCRIPT = os.path.join(HERE, "e2e_publish.py")
-
-
-@pytest.fixture(scope="module")
-def cloud():
-    reg = registry()
-    with LocalCloud(devices=reg["devices"], products=reg["products"]) as c:
-        yield c
 
 
 def seqs(env):

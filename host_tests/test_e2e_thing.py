@@ -6,23 +6,14 @@ import json
 import os
 import time
 
-import pytest
 
 from firmware import __version__
 from firmware.aliyun import Topics
-from tools.cloud import LocalCloud
-from tools.simenv import DEMO, SimEnv, registry
+from tools.simenv import DEMO, SimEnv
 
 PK, DN = DEMO["productKey"], DEMO["deviceName"]
 T = Topics(PK, DN)
 DYN_PK, DYN_PS = "a1DynRegPk1", "DynRegProductSecret00000000000001"
-
-
-@pytest.fixture(scope="module")
-def cloud():
-    reg = registry()
-    with LocalCloud(devices=reg["devices"], products=reg["products"]) as c:
-        yield c
 
 
 def since_mark(env, topic):

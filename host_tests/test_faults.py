@@ -9,17 +9,9 @@ import time
 
 import pytest
 
-from tools.cloud import LocalCloud
 from tools.simenv import SimEnv, registry
 
 CFG = {"interval": 0.2, "backoff_min_ms": 100, "backoff_max_ms": 1000, "outbox": 500, "stats_interval": 1}
-
-
-@pytest.fixture(scope="module")
-def cloud():
-    reg = registry()
-    with LocalCloud(devices=reg["devices"], products=reg["products"]) as c:
-        yield c
 
 
 def seqs(env):

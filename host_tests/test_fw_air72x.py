@@ -1,9 +1,8 @@
 # The Air72x driver against the scripted stub UART, under CPython and MicroPython alike.
 # Replies are byte-exact copies of ../shared/AT_DIALECT.md's examples; every test checks
 # the exact bytes the driver wrote to the UART.
-from fwtest import LogCapture, StubUART, raises
+from fwtest import StubUART, capture_log, msub, raises, release_log
 
-from firmware import log
 from firmware.air72x import (
     MPUB_MAX,
     PAYLOAD_MAX,
@@ -40,10 +39,6 @@ def lines(*items):
     return b"".join(b"\r\n" + i + b"\r\n" for i in items)
 
 
-def msub(topic, payload):
-    return b'\r\n+MSUB: "' + topic + b'",' + str(len(payload)).encode() + b" byte," + payload + b"\r\n"
-
-
 def modem(script, chunk=0, connected=False, version=None):
     uart = StubUART(script, chunk=chunk)
     m = Air72x(uart)
@@ -69,16 +64,6 @@ def drain(uart, m):
             break
         m.poll()
     m.poll()
-
-
-def capture_log():
-    cap = LogCapture()
-    log.sink = cap.write
-    return cap
-
-
-def release_log():
-    log.sink = None
 
 
 def write_index(uart, data):

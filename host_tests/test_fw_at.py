@@ -1,8 +1,7 @@
 # The AT engine against the stub UART, under CPython and MicroPython alike.
 # Replies are byte-exact copies of ../shared/AT_DIALECT.md's examples.
-from fwtest import LogCapture, StubUART, raises
+from fwtest import StubUART, capture_log, msub, raises, release_log
 
-from firmware import log
 from firmware.at import AT, ATAbort, ATError, ATTimeout, ModemError
 
 CGMR = b'+CGMR: "AirM2M_Air724UG_V401853_LTE_AT"'
@@ -13,20 +12,6 @@ def engine(script, chunk=0, rxbuf=1536):
     uart = StubUART(script, chunk=chunk)
     at = AT(uart, rxbuf=rxbuf)
     return uart, at
-
-
-def capture_log():
-    cap = LogCapture()
-    log.sink = cap.write
-    return cap
-
-
-def release_log():
-    log.sink = None
-
-
-def msub(topic, payload):
-    return b'\r\n+MSUB: "' + topic + b'",' + str(len(payload)).encode() + b" byte," + payload + b"\r\n"
 
 
 def test_ok_and_exact_write():

@@ -5,7 +5,7 @@
 # the watchdog feed while waiting). Runs under CPython and MicroPython.
 import json
 
-from fwtest import LogCapture, StubUART
+from fwtest import StubUART, capture_log
 
 from firmware import aliyun, log
 from firmware.air72x import Air72x, ConnectError, CredentialsRefused, HttpError, LinkDown, NoAnswer, SimError
@@ -161,12 +161,6 @@ def run_until(link, clock, state, steps=50, dt=0):
 
 def up(link, clock):
     run_until(link, clock, UP)
-
-
-def capture():
-    cap = LogCapture()
-    log.sink = cap.write
-    return cap
 
 
 def delay(link, clock):
@@ -345,7 +339,7 @@ def test_backoff_restarts_only_after_a_stable_link():
 
 # ---------------------------------------------------------------------------- credentials
 def test_refused_credentials_back_off_long_and_say_check_the_triple():
-    cap = capture()
+    cap = capture_log()
     try:
         link, m, clock = make()
         m.fail["mqtt_connect"] = [CredentialsRefused("CONNACK not accepted")]
@@ -384,7 +378,7 @@ def test_http_flow_reuses_the_token_and_refreshes_it_before_7_days():
 
 
 def test_http_flow_refused_old_token_is_replaced_at_once_but_a_fresh_one_backs_off():
-    cap = capture()
+    cap = capture_log()
     try:
         link, m, clock = make(auth="http", sign_method="hmacmd5")
         up(link, clock)
@@ -407,7 +401,7 @@ def test_http_flow_refused_old_token_is_replaced_at_once_but_a_fresh_one_backs_o
 
 
 def test_http_auth_errors():
-    cap = capture()
+    cap = capture_log()
     try:
         link, m, clock = make(auth="http", sign_method="hmacmd5")
         run_until(link, clock, AUTH)
@@ -653,7 +647,7 @@ def test_stats_are_readable_and_time_recoveries():
     assert s["faults"] == {"pdp_deact": 3}
     s["faults"]["pdp_deact"] = 99  # a copy: the REPL cannot break the counters
     assert link.stats()["faults"] == {"pdp_deact": 3}
-    cap = capture()
+    cap = capture_log()
     try:
         link.log_stats()
     finally:

@@ -3,7 +3,7 @@
 # downlinks that must never crash it. Runs under CPython and MicroPython.
 import json
 
-from fwtest import LogCapture
+from fwtest import capture_log
 
 from firmware import log
 from firmware.aliyun import Topics
@@ -49,12 +49,6 @@ def make(**kw):
     return link, th, clock
 
 
-def capture():
-    cap = LogCapture()
-    log.sink = cap.write
-    return cap
-
-
 def done():
     log.sink = None
 
@@ -95,7 +89,7 @@ def test_reply_matched_to_its_request():
 
 def test_reply_numeric_id_and_error_logged_without_callback():
     link, th, _ = make()
-    cap = capture()
+    cap = capture_log()
     try:
         th.post_properties({"a": 1})
         th.post_properties({"a": 2})
@@ -120,7 +114,7 @@ def test_timeout_reported_once():
     assert got == [(rid, TIMEOUT, None)]
     th.poll()
     assert len(got) == 1 and th.pending() == 0
-    cap = capture()
+    cap = capture_log()
     try:  # the late reply is only logged
         th.handle(T.property_post_reply, b({"id": rid, "code": 200}))
     finally:
@@ -156,7 +150,7 @@ def test_pending_table_is_bounded():
 
 def test_refused_publish_returns_none():
     link, th, _ = make(accept=False)
-    cap = capture()
+    cap = capture_log()
     try:
         assert th.post_properties({"a": 1}) is None
     finally:
@@ -199,7 +193,7 @@ def test_property_set_handler_code_and_failures():
         raise RuntimeError("sensor offline")
 
     th.on_set(boom)
-    cap = capture()
+    cap = capture_log()
     try:
         th.handle(T.property_set, b({"id": "2", "params": {"x": 1}}))
     finally:
@@ -223,7 +217,7 @@ def test_bad_downlinks_are_logged_never_raised():
     link, th, _ = make()
     th.on_set(lambda p: None)
     th.on_service("reboot", lambda p: None)
-    cap = capture()
+    cap = capture_log()
     try:
         for topic in (T.property_set, T.property_post_reply, T.service("reboot")):
             for payload in (b"{not json", b"\xff\xfe\x00", b"[1,2]", b"", b'"str"', b"null"):
@@ -255,7 +249,7 @@ def test_service_return_shapes_and_failures():
     th.on_service("c", lambda p: 100001)
     th.on_service("d", lambda p: p["missing"])
     th.on_service("e", lambda p: (200, {"f": object()}))  # not JSON
-    cap = capture()
+    cap = capture_log()
     try:
         out = []
         for ident in "abcde":
@@ -285,7 +279,7 @@ def test_callback_exception_is_contained():
         raise ValueError("oops")
 
     rid = th.post_properties({"a": 1}, bad)
-    cap = capture()
+    cap = capture_log()
     try:
         th.handle(T.property_post_reply, b({"id": rid, "code": 200}))
     finally:
