@@ -295,7 +295,18 @@ class AT:
             payload = bytes(self._mv[start : start + n])
             self._head = start + n
         elif self._p_off + n <= len(self._buf):
-            return -1  # fits the buffer: wait for the rest without blocking
+            # it fits the buffer and is on its way: take the rest straight in (no parse per
+            # chunk); if it stalls past payload_ms, keep waiting without blocking
+            if start + n > len(self._buf):  # make room: the item moves to the front
+                k = tail - head
+                self._buf[0:k] = self._mv[head:tail]
+                self._head = 0
+                self._tail = k
+                start = self._p_off
+            if not self._fill_until(start + n):
+                return -1
+            payload = bytes(self._mv[start : start + n])
+            self._head = start + n
         else:
             payload = self._read_rest(start, have, n)
         header = self._p_hdr
@@ -336,6 +347,19 @@ class AT:
             self._p_n = n
             return 1
         return 0
+
+    def _fill_until(self, end):
+        """Read into the buffer until it holds `end` bytes; False after payload_ms."""
+        deadline = ticks_add(ticks_ms(), self.payload_ms)
+        while self._tail < end:
+            got = self.uart.readinto(self._mv[self._tail :])
+            if got:
+                self._tail += got
+            elif ticks_diff(deadline, ticks_ms()) <= 0:
+                return False
+            else:
+                self._wait()
+        return True
 
     def _read_rest(self, start, have, n):
         """The payload runs past what is buffered: read the rest straight from the UART."""

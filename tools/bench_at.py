@@ -131,13 +131,15 @@ def alloc_per_downlink(data, count):
 
 
 def main():
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 80  # long enough to time steadily
     data, count = build_stream(rounds)
     # best of 5, alternating, so both readers see the same machine load
     t_engine = t_naive = None
     for _ in range(5):
+        gc.collect()  # both start from a clean heap
         t, got_e = run_engine(data)
         t_engine = t if t_engine is None else min(t, t_engine)
+        gc.collect()
         t, got_n = run_naive(data)
         t_naive = t if t_naive is None else min(t, t_naive)
     assert got_e == got_n == [count, got_e[1]], (got_e, got_n)
