@@ -282,9 +282,14 @@ def bisect(cloud, mpy_dir, flow, lo, hi, step, n, interval, tried):
     return good
 
 
+# loaded only when a device needs them (or dropped after boot): not part of the default app
+ON_DEMAND = ("firmware.config", "firmware.thing", "firmware.register", "firmware.http",
+             "firmware.digest", "firmware.serial_uart", "firmware.diag")
+
+
 def import_order(mod="firmware.app", seen=None):
-    """Firmware modules in the order `import firmware.app` first loads them (depth first,
-    module-level imports only, from the sources)."""
+    """Firmware modules in the order the default app loads them (depth first, imports in
+    function bodies too, as App imports its parts lazily; ON_DEMAND ones left out)."""
     import ast
 
     seen = [] if seen is None else seen
@@ -293,14 +298,14 @@ def import_order(mod="firmware.app", seen=None):
         return seen
     with open(path) as f:
         tree = ast.parse(f.read())
-    for node in tree.body:
+    for node in ast.walk(tree):
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
             names = [node.module] + ([node.module + "." + a.name for a in node.names] if node.module == "firmware" else [])
         for n in names:
-            if n.startswith("firmware.") and n not in seen:
+            if n.startswith("firmware.") and n not in seen and n not in ON_DEMAND:
                 import_order(n, seen)
     if mod not in seen:
         seen.append(mod)
