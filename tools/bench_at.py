@@ -26,7 +26,7 @@ TOPIC = b"/a1mxL3s6Z7m/866714043075174/user/get"
 SIZES = (11, 64, 200, 512, 1000)
 
 
-def build_stream(rounds):
+def build_stream(rounds, replies=True):
     parts = []
     n = 0
     for i in range(rounds):
@@ -35,7 +35,8 @@ def build_stream(rounds):
             payload = payload[:size]
             parts.append(b'\r\n+MSUB: "' + TOPIC + b'",' + str(len(payload)).encode() + b" byte," + payload + b"\r\n")
             n += 1
-        parts.append(b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n\r\n+MQTTSTATU :1\r\n\r\nOK\r\n\r\nPUBACK\r\n")
+        if replies:
+            parts.append(b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n\r\n+MQTTSTATU :1\r\n\r\nOK\r\n\r\nPUBACK\r\n")
     return b"".join(parts), n
 
 
@@ -46,12 +47,21 @@ class StreamUART:
         self.mv = memoryview(data)
         self.pos = 0
         self.chunk = chunk
+        # the chunks are cut here, before any measurement, so that readinto() allocates
+        # nothing itself (as machine.UART does not) unless the reader's space is smaller
+        self.chunks = [self.mv[i : i + chunk] for i in range(0, len(data), chunk)]
 
     def readinto(self, buf, nbytes=None):
-        n = min(len(buf), self.chunk, len(self.mv) - self.pos)
-        if n <= 0:
+        k, off = divmod(self.pos, self.chunk)
+        if k >= len(self.chunks):
             return None
-        buf[:n] = self.mv[self.pos : self.pos + n]
+        c = self.chunks[k]
+        if off == 0 and len(buf) >= len(c):
+            n = len(c)
+            buf[:n] = c
+        else:
+            n = min(len(buf), len(c) - off)
+            buf[:n] = c[off : off + n]
         self.pos += n
         return n
 
@@ -149,9 +159,11 @@ def main():
     print("  engine      %8.3f us/byte" % per_e)
     print("  char-by-char%8.3f us/byte" % per_n)
     print("  ratio       %8.1fx (target >= 40x; best of 5 runs each)" % (per_n / per_e))
+    # allocation per downlink: a stream of downlinks only (the replies above have their own)
+    data, count = build_stream(rounds // 4, replies=False)
     a = alloc_per_downlink(data, count)
     if a is not None:
-        avg = (len(TOPIC) + got_e[1] / count)
+        avg = (len(TOPIC) + got_e[1] / (5 * rounds))
         print("  allocated   %8.0f bytes per downlink (topic + payload average %.0f)" % (a, avg))
 
 
