@@ -59,6 +59,25 @@ def test_closed(cloud):
         assert "link event closed" in text and "link: up -> mqtt" in text and "link: mqtt -> up" in text
 
 
+def test_session_lost_without_a_urc_is_found_with_mqttstatu(cloud):
+    # telemetry only every 30 s, so nothing but the status probe can notice the dead link
+    cfg = dict(CFG, interval=30, status_ms=500)
+    with SimEnv(cloud=cloud, cfg=cfg) as env:
+        fw = env.firmware
+        fw.wait_log("link: mqtt -> up", timeout=30)
+        env.wait_uplink(timeout=15)  # the first telemetry is out: nothing else queued
+        fw.wait_log("ntp: time set", timeout=15)
+        time.sleep(0.3)
+        mark = len(fw.lines)
+        env.vm.lost_session()
+        fw.wait_log("MQTT status 0: session lost", timeout=10, since=mark)
+        fw.wait_log("link: mqtt -> up", timeout=20, since=mark)
+        assert "CLOSED" not in log_since(env, mark)  # the module said nothing
+        env.cloud.publish(env.topics["get"], b"after the dead link", 1)
+        fw.wait_log("app: downlink %s after the dead link" % env.topics["get"], timeout=15, since=mark)
+        assert "Traceback" not in fw.text()
+
+
 @pytest.mark.parametrize("urc", ["+PDP: DEACT", "+CGEV: NW PDN DEACT 1"])
 def test_pdp_loss(cloud, urc):
     with SimEnv(cloud=cloud, cfg=CFG) as env:

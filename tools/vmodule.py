@@ -1395,6 +1395,15 @@ class VirtualModule:
             self._emit(_lines("CLOSED"))
         return self._call(run)
 
+    def lost_session(self):
+        """The broker link dies and the module prints nothing (a drop it missed): only
+        AT+MQTTSTATU (0) tells. Tests the host's dead-link detection."""
+        def run():
+            self._count("lost_session")
+            self._close_link_quietly()
+            self._mip_open = False
+        return self._call(run)
+
     def pdp_loss(self, down=2, urc="+PDP: DEACT"):
         """`+PDP: DEACT` (or urc=`+PDP DEACT`, `+CGEV: NW PDN DEACT 1`, `+SAPBR 1: DEACT`);
         bearer and link gone (`CLOSED` too when a link was up); CGATT? answers 0 for `down`
