@@ -46,25 +46,15 @@ def deploy(port, config):
 
 @pytest.fixture
 def world():
-    """Local cloud + virtual module + virtual board, all stopped afterwards."""
-    from tools.cloud import LocalCloud
-    from tools.simenv import DEMO, registry
-    from tools.vmodule import VirtualModule
+    """Local cloud + virtual module (tools/simenv.py) + virtual board, all stopped afterwards."""
+    from tools.simenv import DEMO, SimEnv
 
-    reg = registry()
-    started = []
-    try:
-        cloud = LocalCloud(devices=reg["devices"], products=reg["products"]).start()
-        started.append(cloud)
-        vm = VirtualModule(auth_url=cloud.auth_url, mqtt_addr=("127.0.0.1", cloud.mqtt_port),
-                           mqtts_addr=("127.0.0.1", cloud.mqtts_port)).start()
-        started.append(vm)
+    with SimEnv(start_firmware=False) as env:
         vb = VirtualBoard().start()
-        started.append(vb)
-        yield cloud, vm, vb, DEMO
-    finally:
-        for s in reversed(started):
-            s.stop()
+        try:
+            yield env.cloud, env.vm, vb, DEMO
+        finally:
+            vb.stop()
 
 
 def test_deploy_to_virtual_board_then_run_to_link_up(world, tmp_path):
@@ -153,27 +143,15 @@ def test_package_json_installs_the_firmware_with_mip():
 # ------------------------------------------------------------------ host mode (tools/host.py)
 @pytest.fixture
 def cloud_and_module(tmp_path):
-    from tools.cloud import LocalCloud
-    from tools.simenv import DEMO, registry
-    from tools.vmodule import VirtualModule
+    from tools.simenv import DEMO, SimEnv
 
-    reg = registry()
-    started = []
-    try:
-        cloud = LocalCloud(devices=reg["devices"], products=reg["products"]).start()
-        started.append(cloud)
-        vm = VirtualModule(auth_url=cloud.auth_url, mqtt_addr=("127.0.0.1", cloud.mqtt_port),
-                           mqtts_addr=("127.0.0.1", cloud.mqtts_port)).start()
-        started.append(vm)
+    with SimEnv(start_firmware=False) as env:
         cfg = {"product_key": DEMO["productKey"], "device_name": DEMO["deviceName"],
                "device_secret": DEMO["deviceSecret"], "keepalive": 60, "interval": 1,
                "uart": {"id": 1, "tx": 17, "rx": 16}}  # a board's pins: --url replaces them
         path = tmp_path / "config.json"
         path.write_text(json.dumps(cfg))
-        yield cloud, vm, str(path), DEMO
-    finally:
-        for s in reversed(started):
-            s.stop()
+        yield env.cloud, env.vm, str(path), DEMO
 
 
 def host(*args, timeout=120):
