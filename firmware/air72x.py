@@ -205,10 +205,6 @@ class Air72x:
                 self.at.idle()
             sleep_ms(min(10, max(0, ticks_diff(deadline, ticks_ms()))))
 
-    def query(self, command, info=None):
-        """One command, its information lines as text (diagnostics)."""
-        return [line.decode() for line in self.at.cmd(command, info=info)]
-
     # ------------------------------------------------------------------ HTTP
     def bearer_open(self, apn):
         apn = "" if apn is None else apn
@@ -267,7 +263,7 @@ class Air72x:
                 raise ConnectError("%s to %s:%d refused by the module" % (start, host, port))
             self.at.final = b"ALREADY CONNECT"  # a link is up: go on with MCONNECT
         if self.at.final.startswith(b"CONNECT FAIL"):
-            state = b" ".join(self.at._lines).decode()  # e.g. "STATE: IP INITIAL": no bearer
+            state = b" ".join(self.at.lines).decode()  # e.g. "STATE: IP INITIAL": no bearer
             raise ConnectError("%s to %s:%d: CONNECT FAIL %s(network, DNS, TLS or bearer)" % (start, host, port, state + " " if state else ""))
         events = self.stats["events"]  # a link event from here on: this session is gone
         try:

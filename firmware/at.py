@@ -110,7 +110,7 @@ class AT:
         self._abort = ()
         self._data = None  # body to write at the DOWNLOAD / '>' prompt
         self._echo_data = b""  # that body, in case the module echoes it back
-        self._lines = []
+        self.lines = []  # information lines of the last command (kept after an error too)
         self.final = b""  # final line of the last command (b"": none yet)
         self.payload = None  # counted payload of the last command (+HTTPREAD)
         self._failed = False
@@ -149,7 +149,7 @@ class AT:
         self._then = then
         self._abort = self.aborts if abort is None else abort
         self._data = data
-        self._lines = []
+        self.lines = []
         self.final = b""
         self.payload = None
         self._failed = False
@@ -173,7 +173,7 @@ class AT:
             raise ATAbort(label, self.final.decode())
         if self._failed:
             raise ATError(label, _cme_code(self.final), self.final.decode(), self._ok)
-        return self._lines
+        return self.lines
 
     def _stage(self):
         if self._data is not None:
@@ -390,7 +390,7 @@ class AT:
     def _item(self, header, payload):
         if self._active and self._info and header.startswith(self._info):
             self.payload = payload
-            self._lines.append(header)
+            self.lines.append(header)
         else:
             self._urc(header, payload)
 
@@ -418,14 +418,14 @@ class AT:
             if self._info and line.startswith(self._info):
                 rest = line[len(self._info) :].lstrip()
                 if rest[:1] == b":":
-                    self._lines.append(line)
+                    self.lines.append(line)
                     return
             if self._urc(line, None):
                 for p in self._abort:
                     if line.startswith(p):
                         self._end(line, aborted=True)
                 return
-            self._lines.append(line)
+            self.lines.append(line)
             return
         if not self._urc(line, None):
             self.stats["unknown"] += 1

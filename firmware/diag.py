@@ -315,10 +315,10 @@ def at(cmd, timeout=5000, out=None, modem=None, cfg=None):
         lines = [x.decode() for x in modem.at.cmd(cmd, timeout=timeout, info=_info_prefix(cmd))]
         final = (modem.at.final or b"OK").decode()
     except ATError as e:
-        lines = [x.decode() for x in modem.at._lines]
+        lines = [x.decode() for x in modem.at.lines]
         final = e.line or "ERROR"
     except ATTimeout:
-        lines = [x.decode() for x in modem.at._lines]
+        lines = [x.decode() for x in modem.at.lines]
         final = "(no final result within %d ms)" % timeout
     except ModemError as e:
         final = "(%s)" % _err(e)

@@ -132,7 +132,7 @@ def test_echoed_body_is_not_taken_for_the_reply():
     cmd = b'AT+MPUBEX="t",1,0,7'
     uart, at = engine([(cmd + b"\r", b"\r\n> "), (body, body + b"\r\nOK\r\n\r\nPUBACK\r\n")])
     at.cmd(cmd, data=body, then=(b"PUBACK",))
-    assert at.final == b"PUBACK" and at._lines == []
+    assert at.final == b"PUBACK" and at.lines == []
 
 
 def test_httpread_is_read_by_count():
