@@ -127,13 +127,19 @@ class Air72x:
     # ------------------------------------------------------------------ bring-up
     def start(self, attach_ms=_ATTACH_MS):
         """Autobaud, echo off, version check, SIM, signal, packet attach."""
-        self.autobaud()
+        self.ready()
+        self.wait_attach(attach_ms)
+
+    def ready(self, tries=_AT_TRIES):
+        """Autobaud, echo off (it is back on after every restart), version check, SIM,
+        signal: the module answers and can be used. Returns the rssi."""
+        self.autobaud(tries)
         self.at.cmd("ATE0")
         self.check_version()
         self.check_sim()
         rssi, _ = self.signal()
-        log.info(_TAG, "module %s, signal %s", self.version, "unknown" if rssi == 99 else rssi)
-        self.wait_attach(attach_ms)
+        log.info(_TAG, "module %s ready, signal %s", self.version, "unknown" if rssi == 99 else rssi)
+        return rssi
 
     def autobaud(self, tries=_AT_TRIES):
         for _ in range(tries):

@@ -218,12 +218,7 @@ class Link:
         st = self.state
         m = self.modem
         if st == MODULE:
-            m.autobaud(_AUTODBAUD_TRIES)
-            m.at.cmd("ATE0")  # echo is back on after every restart
-            m.check_version()
-            m.check_sim()
-            rssi, _ = m.signal()
-            log.info(_TAG, "module %s ready, signal %s", m.version, rssi)
+            m.ready(_AUTODBAUD_TRIES)
             self._goto(ATTACH)
             self._next = self.ticks()
         elif st == ATTACH:

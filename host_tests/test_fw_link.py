@@ -57,6 +57,13 @@ class FakeModem:
     def names(self):
         return [c[0] for c in self.calls]
 
+    def ready(self, tries=20):  # as Air72x.ready, through the fake's own steps
+        self.autobaud(tries)
+        self.at.cmd("ATE0")
+        self.check_version()
+        self.check_sim()
+        return self.signal()[0]
+
     def autobaud(self, tries=20):
         self._call("autobaud")
 
