@@ -102,14 +102,20 @@ def http_auth(modem, cfg):
     return iot_id, token, mqtt.get("host"), mqtt.get("port")
 
 
+def token_credentials(cfg, token):
+    """(client_id, username, password, host, port) from an http_auth() token: MQTT goes to
+    the host the platform named, unless config.json names one."""
+    user, password, host, port = token
+    if cfg.get("mqtt_host") or not host:
+        host, port = mqtt_host(cfg), cfg["mqtt_port"]
+    return client_id(cfg), user, password, host, port or cfg["mqtt_port"]
+
+
 def credentials(modem, cfg):
     """(client_id, username, password, host, port) for the configured flow."""
-    host, port = mqtt_host(cfg), cfg["mqtt_port"]
     if cfg["auth"] == "http":
-        user, password, h, p = http_auth(modem, cfg)
-        if h and not cfg.get("mqtt_host"):
-            host, port = h, p or port
-        return client_id(cfg), user, password, host, port
+        return token_credentials(cfg, http_auth(modem, cfg))
+    host, port = mqtt_host(cfg), cfg["mqtt_port"]
     cid, user, password = sign.mqtt_credentials(
         cfg["product_key"], cfg["device_name"], cfg["device_secret"], client_id(cfg),
         cfg["sign_method"], securemode=2 if cfg["tls"] else 3,

@@ -259,10 +259,7 @@ class Link:
             m.mqtt_disconnect()  # whatever the module still holds from before
             self._dirty = False
         if self._token:
-            user, password, host, port, _ = self._token
-            if self.cfg.get("mqtt_host") or not host:
-                host, port = aliyun.mqtt_host(self.cfg), self.cfg["mqtt_port"]
-            cid = aliyun.client_id(self.cfg)
+            cid, user, password, host, port = aliyun.token_credentials(self.cfg, self._token[:4])
         else:
             cid, user, password, host, port = aliyun.credentials(m, self.cfg)
         self._dirty = True  # from here on the module may hold a half-open session
