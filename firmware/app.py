@@ -58,17 +58,23 @@ def _reset_pulse(cfg):
 
 class App:
     def __init__(self, cfg, uart=None):
-        # imported here, after config.json was read and its checker dropped: a lower peak
+        # imported here, after config.json was read and its checker dropped: a lower peak.
+        # The UART and the receive buffer come first, while the heap still has room in one
+        # piece (on rp2 machine.UART's rxbuf is in the GC heap too).
+        from firmware.at import RXBUF
+        from firmware.uart import open_uart
+
+        uart = uart if uart is not None else open_uart(cfg["uart"])
+        rx = bytearray(RXBUF)
         from firmware import aliyun
         from firmware.air72x import Air72x
         from firmware.link import Link
-        from firmware.uart import open_uart
 
         global current
         current = self
         log.level = _LEVELS[cfg["log_level"]]
         self.cfg = cfg
-        self.modem = Air72x(uart if uart is not None else open_uart(cfg["uart"]))
+        self.modem = Air72x(uart, rx)
         self.topics = aliyun.Topics(cfg["product_key"], cfg["device_name"])
         self.link = Link(self.modem, cfg, self.topics, reset=_reset_pulse(cfg), feed=_watchdog(cfg))
         self.link.on_message = self.on_message

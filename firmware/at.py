@@ -16,7 +16,7 @@
 from firmware import log
 from firmware.port import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
-_RXBUF = const(1536)  # receive buffer = longest line accepted
+RXBUF = const(1536)  # receive buffer = longest line accepted
 _TIMEOUT_MS = const(5000)  # default per-command deadline
 _PAYLOAD_MS = const(2000)  # extra time a counted payload may take to arrive
 _POLL_READS = const(8)  # poll() returns after at most this many reads
@@ -85,9 +85,11 @@ def _cme_code(line):
 
 
 class AT:
-    def __init__(self, uart, rxbuf=_RXBUF):
+    def __init__(self, uart, rxbuf=RXBUF):
+        """rxbuf: the receive buffer's size, or a bytearray allocated early (one contiguous
+        block is easy to find in a fresh heap, not after the imports have fragmented it)."""
         self.uart = uart
-        self._buf = bytearray(rxbuf)
+        self._buf = rxbuf if isinstance(rxbuf, bytearray) else bytearray(rxbuf)
         self._mv = memoryview(self._buf)
         self._head = 0  # first unparsed byte
         self._tail = 0  # end of received data
@@ -210,7 +212,9 @@ class AT:
             else:  # a full buffer without a line end: garbage or an overlong line
                 self._discard("line longer than %d bytes" % len(buf), bytes(self._mv[:40]))
                 self._skip = True
-        n = self.uart.readinto(self._mv[self._tail :])
+        # an empty buffer reads into the whole view: no slice object, so an idle poll and
+        # a reply that arrives in one piece allocate nothing
+        n = self.uart.readinto(self._mv[self._tail :] if self._tail else self._mv)
         if not n:
             return False
         self._tail += n
