@@ -27,11 +27,10 @@ def log(lvl, tag, msg, *args):
             msg = msg % args
         except Exception:  # a bad format must never take the caller down
             msg = "%s %r" % (msg, args)
-    line = "%s %s %s: %s" % (_stamp(), _NAMES.get(lvl, "?"), tag, msg)
-    if sink is None:
-        print(line)
+    if sink is None:  # printed in pieces: no copy of the whole line in the heap
+        print(_stamp(), _NAMES.get(lvl, "?"), tag + ":", msg)
     else:
-        sink(line)
+        sink("%s %s %s: %s" % (_stamp(), _NAMES.get(lvl, "?"), tag, msg))
 
 
 def debug(tag, msg, *args):
