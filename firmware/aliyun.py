@@ -1,6 +1,7 @@
 # Aliyun IoT on top of the driver: where the servers are, the topic names (their only
 # home), and the two connection flows of the seed walkthrough:
-#   "http": sign with auth_form, POST /auth/devicename, MQTT with iotId / iotToken;
+#   "http": sign with auth_form, POST /auth/devicename, MQTT with iotId / iotToken
+#           (firmware/auth.py, imported only by this flow);
 #   "mqtt": the direct-sign triple from mqtt_credentials.
 # Both need the bearer (AT+SAPBR) open first. Then connect, subscribe /{pk}/{dn}/user/get.
 import json
@@ -11,16 +12,6 @@ from firmware.at import ModemError
 _TAG = "aliyun"
 TOKEN_LIFE_S = 7 * 24 * 3600  # an iotToken lives 7 days
 
-AUTH_CODES = {
-    401: "bad sign: check DeviceSecret and the sign method",
-    460: "bad request parameter",
-    500: "server error",
-    5001: "device not found: check ProductKey and DeviceName",
-    6200: "auth type mismatch (the product does not use this auth flow)",
-    6288: "dynamic registration is not enabled for the product",
-    6289: "device is already active: dynamic registration gives its secret only once",
-    6600: "bad sign for registration: check ProductSecret",
-}
 
 
 class CloudError(ModemError):
@@ -67,39 +58,8 @@ def mqtt_host(cfg):
     return cfg.get("mqtt_host") or "%s.iot-as-mqtt.%s.aliyuncs.com" % (cfg["product_key"], cfg["region"])
 
 
-def auth_url(cfg, path="/auth/devicename"):
-    return "https://%s%s" % (cfg.get("auth_host") or "iot-auth.%s.aliyuncs.com" % cfg["region"], path)
-
-
 def client_id(cfg):
     return cfg.get("client_id") or "%s.%s" % (cfg["product_key"], cfg["device_name"])
-
-
-def post_form(modem, cfg, path, body):
-    """POST a form to the auth server through the module (bearer open); the JSON's data."""
-    status, data = modem.http_post(auth_url(cfg, path), body)
-    try:
-        reply = json.loads(data)
-        code = reply.get("code")
-    except (ValueError, AttributeError):
-        raise CloudError(status, "%s: HTTP %d, unreadable reply %r" % (path, status, data[:80]))
-    if code != 200:
-        raise CloudError(code, "%s refused: code %s, %s (%s)" % (path, code, AUTH_CODES.get(code, "unknown code"), reply.get("message")))
-    return reply.get("data") or {}
-
-
-def http_auth(modem, cfg):
-    """Flow "http": (username=iotId, password=iotToken, host or None, port or None)."""
-    method = cfg["sign_method"]
-    body = sign.auth_form(cfg["product_key"], cfg["device_name"], cfg["device_secret"], client_id(cfg), method)
-    data = post_form(modem, cfg, "/auth/devicename", body + "&resources=mqtt")
-    try:
-        iot_id, token = data["iotId"], data["iotToken"]
-    except (KeyError, TypeError):
-        raise CloudError(200, "/auth/devicename: reply without iotId/iotToken")
-    mqtt = (data.get("resources") or {}).get("mqtt") or {}
-    log.info(_TAG, "token issued for %s (lives 7 days)", iot_id)
-    return iot_id, token, mqtt.get("host"), mqtt.get("port")
 
 
 def token_credentials(cfg, token):
@@ -114,6 +74,8 @@ def token_credentials(cfg, token):
 def credentials(modem, cfg):
     """(client_id, username, password, host, port) for the configured flow."""
     if cfg["auth"] == "http":
+        from firmware.auth import http_auth
+
         return token_credentials(cfg, http_auth(modem, cfg))
     host, port = mqtt_host(cfg), cfg["mqtt_port"]
     cid, user, password = sign.mqtt_credentials(

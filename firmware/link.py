@@ -231,7 +231,9 @@ class Link:
             else:
                 self._next = ticks_add(self.ticks(), _ATTACH_POLL_MS)
         elif st == AUTH:
-            user, password, host, port = aliyun.http_auth(m, self.cfg)
+            from firmware.auth import http_auth  # the "http" flow only
+
+            user, password, host, port = http_auth(m, self.cfg)
             self._token = (user, password, host, port, self.time())
             self._token_fresh = True
             self.counters["tokens"] += 1

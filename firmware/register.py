@@ -2,7 +2,7 @@
 #
 # With only `product_secret` in config.json the device asks the platform for its
 # DeviceSecret once: POST /auth/register/device (through the module, the bearer open) with
-# sign.register_form(pk, dn, ps, random, sign_method). The secret comes only once, so it is
+# auth.register_form(pk, dn, ps, random, sign_method). The secret comes only once, so it is
 # stored at once, atomically: written to secret.json.tmp, then os.rename'd over
 # secret.json (next to config.json): a reset mid-write leaves the old file (or none), never
 # half a secret. config.load() merges secret.json (merge()) so every later start uses it and
@@ -16,7 +16,7 @@ import json
 import os
 import random
 
-from firmware import aliyun, log, sign
+from firmware import auth, log
 from firmware.aliyun import CloudError
 from firmware.port import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
@@ -113,10 +113,10 @@ def register(modem, cfg, rnd=None):
     """One registration (bearer open): stores the secret, puts it into cfg; CloudError for a
     refusal (6289 explained in the log), ModemError / OSError for the rest."""
     pk, dn = cfg["product_key"], cfg["device_name"]
-    body = sign.register_form(pk, dn, cfg["product_secret"], rnd or _random(), cfg["sign_method"])
+    body = auth.register_form(pk, dn, cfg["product_secret"], rnd or _random(), cfg["sign_method"])
     log.info(_TAG, "registering %s/%s (dynamic registration)", pk, dn)
     try:
-        data = aliyun.post_form(modem, cfg, PATH, body)
+        data = auth.post_form(modem, cfg, PATH, body)
     except CloudError as e:
         if e.code == _ALREADY_ACTIVE:
             log.error(_TAG, ALREADY_ACTIVE_HELP, pk, dn)

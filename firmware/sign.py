@@ -1,9 +1,9 @@
-# Aliyun IoT device signer: HMAC-MD5/SHA1/SHA256 and the three credential shapes the
-# platform takes (see /work/shared/ALIYUN.md):
+# Aliyun IoT device signer: HMAC-MD5/SHA1/SHA256 and the sign rule (see
+# /work/shared/ALIYUN.md). Every sign is HMAC(secret, sign_content(fields)): fields sorted
+# by name, name+value joined.
 #   mqtt_credentials()  Flow B, MQTT direct: (clientId, username, password)
-#   auth_form()         Flow A, body of POST /auth/devicename (its length goes to AT+HTTPDATA)
-#   register_form()     Flow C, body of POST /auth/register/device (one type, one secret)
-# Every sign is HMAC(secret, sign_content(fields)): fields sorted by name, name+value joined.
+# The form bodies of Flow A (/auth/devicename) and Flow C (/auth/register/device) are built
+# in firmware/auth.py from the same checks and _sign(), loaded only by the flows that POST.
 #
 # hashlib is used when the board has the digest. A plain Raspberry Pi Pico build has no
 # hashlib.md5 (MicroPython ties md5 to TLS support), so MD5 and SHA-1 also exist in pure
@@ -26,10 +26,6 @@ METHODS = sorted(_METHODS)  # the sign methods Aliyun knows, for config checks
 # HMAC pads as 512-bit integers: key ^ pad over the whole block in one int operation.
 _IPAD = int.from_bytes(b"\x36" * 64, "big")
 _OPAD = int.from_bytes(b"\x5c" * 64, "big")
-
-# RFC 3986 unreserved characters: everything else is percent-encoded in a form body.
-_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
-_HEXU = b"0123456789ABCDEF"
 
 def _fallback(name, head, data):
     """Pure-Python md5/sha1 of head + data, loaded only where hashlib lacks the digest."""
@@ -153,25 +149,6 @@ def _timestamp(value):
     return value
 
 
-def _quote(value):
-    """Form-field encoding: percent-encode every byte outside RFC 3986 unreserved."""
-    raw = value.encode()
-    for c in raw:
-        if c not in _UNRESERVED:
-            break
-    else:
-        return value  # the usual case (keys, names, hex signs): no copy
-    out = bytearray()
-    for c in raw:
-        if c in _UNRESERVED:
-            out.append(c)
-        else:
-            out.append(0x25)  # '%'
-            out.append(_HEXU[c >> 4])
-            out.append(_HEXU[c & 15])
-    return str(out, "ascii")
-
-
 # --- the sign rule -------------------------------------------------------------------
 
 
@@ -215,34 +192,3 @@ def mqtt_credentials(product_key, device_name, device_secret, client_id=None,
     else:
         mqtt_id = "%s|securemode=%d,signmethod=%s,timestamp=%s|" % (cid, securemode, method, ts)
     return mqtt_id, dn + "&" + pk, password
-
-
-def auth_form(product_key, device_name, device_secret, client_id=None, method="hmacmd5", timestamp=None):
-    """Flow A: url-encoded body for POST /auth/devicename. client_id defaults to the
-    device name (as in the seed walkthrough). signmethod is sent only when not hmacmd5,
-    timestamp only when given. len(body) (ASCII) is the AT+HTTPDATA length."""
-    pk = _name(product_key, "product_key")
-    dn = _name(device_name, "device_name")
-    ds = _secret(device_secret, "device_secret")
-    cid = _client_id(client_id, dn)
-    name = _method(method)
-    ts = _timestamp(timestamp)
-    sign = _sign(name, ds, (("clientId", cid), ("deviceName", dn), ("productKey", pk), ("timestamp", ts)))
-    body = "productKey=%s&sign=%s&clientId=%s&deviceName=%s" % (_quote(pk), sign, _quote(cid), _quote(dn))
-    if name != "md5":
-        body += "&signmethod=hmac" + name
-    if ts is not None:
-        body += "&timestamp=" + ts
-    return body
-
-
-def register_form(product_key, device_name, product_secret, random, method="hmacsha256"):
-    """Flow C: url-encoded body for POST /auth/register/device (note `signMethod`)."""
-    pk = _name(product_key, "product_key")
-    dn = _name(device_name, "device_name")
-    ps = _secret(product_secret, "product_secret")
-    rnd = _text(random, "random")
-    name = _method(method)
-    sign = _sign(name, ps, (("deviceName", dn), ("productKey", pk), ("random", rnd)))
-    return "productKey=%s&deviceName=%s&random=%s&sign=%s&signMethod=hmac%s" % (
-        _quote(pk), _quote(dn), _quote(rnd), sign, name)

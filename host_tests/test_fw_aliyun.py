@@ -4,7 +4,9 @@ from fwtest import StubUART, raises
 
 from firmware import config, sign
 from firmware.air72x import Air72x
-from firmware.aliyun import CloudError, Topics, auth_url, connect, credentials, http_auth, mqtt_host
+from firmware import auth
+from firmware.aliyun import CloudError, Topics, connect, credentials, mqtt_host
+from firmware.auth import auth_url, http_auth
 
 PK, DN, DS = "b0FMK1Ga5cp", "862991419835241", "y7MTCG6Gk33Ux26bbWSpANI4Oal0bg5Q"
 OK = b"\r\nOK\r\n"
@@ -67,7 +69,7 @@ def test_hosts():
 
 def test_http_flow_is_the_seed_procedure_with_the_right_sign():
     c = cfg(auth="http", sign_method="hmacmd5")
-    body = sign.auth_form(PK, DN, DS, DN, "hmacmd5").encode() + b"&resources=mqtt"
+    body = auth.auth_form(PK, DN, DS, DN, "hmacmd5").encode() + b"&resources=mqtt"
     assert b"sign=93a4430caf5304c3442061eee892329b" in body
     assert len(body) == 112 + len(b"&resources=mqtt")
     reply = '{"code":200,"data":{"iotId":"jlvFGfQ11FIGOEJ4RoZU001013ba00","iotToken":"613d9cb0946741df98db1c50255a9dd0"},"message":"success"}'
@@ -78,7 +80,7 @@ def test_http_flow_is_the_seed_procedure_with_the_right_sign():
 
 def test_http_flow_takes_the_mqtt_host_from_the_reply():
     c = cfg(auth="http", sign_method="hmacmd5")
-    body = sign.auth_form(PK, DN, DS, DN, "hmacmd5").encode() + b"&resources=mqtt"
+    body = auth.auth_form(PK, DN, DS, DN, "hmacmd5").encode() + b"&resources=mqtt"
     reply = '{"code":200,"data":{"iotId":"id1","iotToken":"tok1","resources":{"mqtt":{"host":"h.example","port":8883}}},"message":"success"}'
     uart, m = modem(http_script(body, reply))
     assert credentials(m, c) == (DN, "id1", "tok1", "h.example", 8883)
@@ -86,7 +88,7 @@ def test_http_flow_takes_the_mqtt_host_from_the_reply():
 
 def test_http_flow_401_names_the_code_and_its_meaning():
     c = cfg(auth="http", sign_method="hmacmd5")
-    body = sign.auth_form(PK, DN, DS, DN, "hmacmd5").encode() + b"&resources=mqtt"
+    body = auth.auth_form(PK, DN, DS, DN, "hmacmd5").encode() + b"&resources=mqtt"
     reply = '{"code":401,"data":{},"message":"request auth error."}'
     uart, m = modem(http_script(body, reply))
     e = raises(CloudError, http_auth, m, c)

@@ -7,7 +7,7 @@ import os
 
 from fwtest import LogCapture, raises
 
-from firmware import config, log, register, sign
+from firmware import auth, config, log, register
 from firmware.aliyun import CloudError
 from firmware.port import ticks_ms
 
@@ -191,7 +191,7 @@ def test_register_posts_the_signed_form_and_stores_the_secret():
         assert register.register(m, cfg, rnd="a1b2c3") == DS
         url, body = m.posts[0]
         assert url == "https://iot-auth.cn-shanghai.aliyuncs.com/auth/register/device"
-        assert body == sign.register_form(PK, DN, PS, "a1b2c3", "hmacsha256")
+        assert body == auth.register_form(PK, DN, PS, "a1b2c3", "hmacsha256")
         assert "signMethod=hmacsha256" in body
         assert cfg["device_secret"] == DS
         assert register.load(d + "/secret.json", PK, DN) == DS

@@ -5,7 +5,7 @@ import hashlib
 
 from fwtest import raises
 
-from firmware import sign
+from firmware import auth, sign
 from firmware.port import hexlify
 
 SEED_PK = "b0FMK1Ga5cp"
@@ -63,28 +63,28 @@ def test_mqtt_credentials_aliyun_check_value():
 def test_seed_example_sign_and_body():
     content = "clientId%sdeviceName%sproductKey%s" % (SEED_DN, SEED_DN, SEED_PK)
     assert sign.hmac_hex("hmacmd5", SEED_DS, content) == "93a4430caf5304c3442061eee892329b"
-    body = sign.auth_form(SEED_PK, SEED_DN, SEED_DS)  # clientId defaults to the device name
+    body = auth.auth_form(SEED_PK, SEED_DN, SEED_DS)  # clientId defaults to the device name
     assert body == SEED_BODY
     assert len(body) == 112 and len(body.encode()) == 112
-    assert sign.auth_form(SEED_PK, SEED_DN, SEED_DS, client_id=SEED_DN, method="hmacmd5") == SEED_BODY
+    assert auth.auth_form(SEED_PK, SEED_DN, SEED_DS, client_id=SEED_DN, method="hmacmd5") == SEED_BODY
     assert "1eb96463ad2345b6c261e2f7cc78a7a0" not in body  # the seed's printed (wrong) value
 
 
 def test_auth_form_signmethod_and_timestamp():
-    body = sign.auth_form("pk", "device", "secret", client_id="12345", method="hmacsha1", timestamp=789)
+    body = auth.auth_form("pk", "device", "secret", client_id="12345", method="hmacsha1", timestamp=789)
     assert body == ("productKey=pk&sign=fafd82a3d602b37fb0fa8b7892f24a477f851a14&clientId=12345"
                     "&deviceName=device&signmethod=hmacsha1&timestamp=789")
-    body = sign.auth_form("pk", "device", "secret", client_id="12345", timestamp="789")
+    body = auth.auth_form("pk", "device", "secret", client_id="12345", timestamp="789")
     assert body == ("productKey=pk&sign=14b198324fe55e1d3c88f2e705e201ee&clientId=12345"
                     "&deviceName=device&timestamp=789")
 
 
 def test_auth_form_percent_encodes_fields():
     # the sign covers the raw value; the body carries it percent-encoded (UTF-8, upper hex)
-    body = sign.auth_form("pk", "dev", "密钥", client_id="a b/é&x")
+    body = auth.auth_form("pk", "dev", "密钥", client_id="a b/é&x")
     assert body == "productKey=pk&sign=8fba8db19f8b05ae15e1ea792a3a53e7&clientId=a%20b%2F%C3%A9%26x&deviceName=dev"
-    assert sign._quote("AZaz09-_.~") == "AZaz09-_.~"
-    assert sign._quote("a+b=c%") == "a%2Bb%3Dc%25"
+    assert auth._quote("AZaz09-_.~") == "AZaz09-_.~"
+    assert auth._quote("a+b=c%") == "a%2Bb%3Dc%25"
 
 
 # --- MQTT direct ----------------------------------------------------------------------
@@ -115,10 +115,10 @@ def test_mqtt_credentials_known_case():
 
 
 def test_register_form():
-    body = sign.register_form("a1mxL3s6Z7m", "meter-01", "ps0123456789abcdef", "8Ryu2EbKzT3vHq1")
+    body = auth.register_form("a1mxL3s6Z7m", "meter-01", "ps0123456789abcdef", "8Ryu2EbKzT3vHq1")
     assert body == ("productKey=a1mxL3s6Z7m&deviceName=meter-01&random=8Ryu2EbKzT3vHq1"
                     "&sign=56d1091a0cf6b44cf99be24f4bc42acba1fe27baafc8b618d82b6b3286cc06c7&signMethod=hmacsha256")
-    body = sign.register_form("a1mxL3s6Z7m", "meter-01", "ps0123456789abcdef", "8Ryu2EbKzT3vHq1", method="hmacmd5")
+    body = auth.register_form("a1mxL3s6Z7m", "meter-01", "ps0123456789abcdef", "8Ryu2EbKzT3vHq1", method="hmacmd5")
     assert body.endswith("&sign=6335ab28c8092ba353867f28205f67dc&signMethod=hmacmd5")
 
 
@@ -224,7 +224,7 @@ def test_board_without_hashlib_md5_uses_fallback():
     saved = sign._hashlib
     sign._hashlib = _NoMd5
     try:
-        assert sign.auth_form(SEED_PK, SEED_DN, SEED_DS) == SEED_BODY
+        assert auth.auth_form(SEED_PK, SEED_DN, SEED_DS) == SEED_BODY
         assert sign.hmac_hex("hmacmd5", "secret", ALIYUN_CONTENT) == "14b198324fe55e1d3c88f2e705e201ee"
         assert sign.hmac_hex("hmacmd5", _msg(100), "x") == sign.hmac_hex("hmacmd5", _msg(100), b"x")
         sign._hashlib = None  # no hashlib at all: md5 and sha1 still work, sha256 says why not
@@ -288,7 +288,7 @@ def test_error_message_text():
 
 
 def test_errors_auth_form():
-    f = sign.auth_form
+    f = auth.auth_form
     _check("product_key", f, "", "dn", _SECRET)
     _check("product_key", f, "p|k", "dn", _SECRET)
     _check("device_name", f, "pk", "d&n", _SECRET)
@@ -301,7 +301,7 @@ def test_errors_auth_form():
 
 
 def test_errors_register_form():
-    f = sign.register_form
+    f = auth.register_form
     _check("product_key", f, "", "dn", _SECRET, "r")
     _check("device_name", f, "pk", "a|b", _SECRET, "r")
     _check("product_secret", f, "pk", "dn", "", "r")

@@ -13,7 +13,7 @@ import urllib.parse
 
 import pytest
 
-from firmware import sign
+from firmware import auth, sign
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = os.path.join(ROOT, "tools", "sign.py")
@@ -71,7 +71,7 @@ def test_random_credentials_match_formula():
         extra = ",timestamp=" + ts if ts else ""
         assert mid == "%s|securemode=%d,signmethod=%s%s|" % (marker, mode, method, extra)
         # the /auth/devicename body decodes to the same fields, and its sign checks out
-        body = sign.auth_form(pk, dn, ds, client_id=cid, method=method, timestamp=ts)
+        body = auth.auth_form(pk, dn, ds, client_id=cid, method=method, timestamp=ts)
         form = dict(urllib.parse.parse_qsl(body, strict_parsing=True))
         acid = cid or dn
         assert form["productKey"] == pk and form["deviceName"] == dn and form["clientId"] == acid
@@ -184,7 +184,7 @@ def test_register_sign_matches_official_sdk(linkkit_mod, monkeypatch):
             kit.destruct()
         assert sent["url"] == "https://iot-auth.cn-shanghai.aliyuncs.com/auth/register/device"
         sdk = dict(urllib.parse.parse_qsl(sent["data"]))
-        body = sign.register_form(pk, dn, ps, sdk["random"])
+        body = auth.register_form(pk, dn, ps, sdk["random"])
         assert dict(urllib.parse.parse_qsl(body)) == sdk
         assert body == sent["data"]  # same field order and encoding, too
 
@@ -230,7 +230,7 @@ def test_cli_json_options():
     assert (out["client_id"], out["username"], out["password"]) == (cid, user, pw)
     assert cid == "imei-1|securemode=3,signmethod=hmacsha1,timestamp=1589524964799|"
     assert out["host"] == "b0FMK1Ga5cp.iot-as-mqtt.cn-beijing.aliyuncs.com"
-    body = sign.auth_form(*SEED, client_id="imei-1", method="hmacsha1", timestamp="1589524964799")
+    body = auth.auth_form(*SEED, client_id="imei-1", method="hmacsha1", timestamp="1589524964799")
     assert out["auth_body"] == body and body.endswith("&signmethod=hmacsha1&timestamp=1589524964799")
     assert out["auth_body_length"] == len(body.encode())
 
@@ -243,7 +243,7 @@ def test_cli_text_output():
     lines = r.stdout.splitlines()
     assert mconfig in lines
     assert "112 bytes" in r.stdout
-    body = sign.auth_form(*SEED)
+    body = auth.auth_form(*SEED)
     i = lines.index("AT+HTTPDATA=112,20000")
     assert body in lines[i + 1:i + 3]
     script = [ln for ln in lines[lines.index("AT"):] if not ln.startswith("#")]

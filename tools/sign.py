@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from firmware import sign  # needs ROOT on sys.path (above)
+from firmware import auth, sign  # needs ROOT on sys.path (above)
 
 PORT = 1883
 KEEPALIVE = 300  # seconds; the platform accepts 30..1200
@@ -56,7 +56,7 @@ def build(product_key, device_name, device_secret, client_id=None, method=None, 
     if method is not None:  # else each flow's own default (MQTT hmacsha256, HTTP auth hmacmd5)
         mqtt_kw["method"] = auth_kw["method"] = method
     cid, username, password = sign.mqtt_credentials(product_key, device_name, device_secret, **mqtt_kw)
-    body = sign.auth_form(product_key, device_name, device_secret, **auth_kw)
+    body = auth.auth_form(product_key, device_name, device_secret, **auth_kw)
     host = "%s.iot-as-mqtt.%s.aliyuncs.com" % (product_key, region)
     mconfig = 'AT+MCONFIG="%s","%s","%s"' % (cid, username, password)
     length = len(body.encode())

@@ -1,0 +1,109 @@
+# Aliyun's auth server (iot-auth.{region}.aliyuncs.com) through the module's HTTP POST:
+#   auth_form()      Flow A, body of POST /auth/devicename (its length goes to AT+HTTPDATA)
+#   register_form()  Flow C, body of POST /auth/register/device (one type, one secret)
+#   http_auth()      Flow A end to end: sign, POST, the iotId/iotToken of the answer
+#   post_form()      POST a form, the answer's data or a CloudError naming its code
+# Loaded only by the "http" flow and by dynamic registration: a device on the direct MQTT
+# flow never holds this code. Signs and field checks come from firmware/sign.py.
+import json
+
+from firmware import log
+from firmware.aliyun import CloudError, client_id
+from firmware.sign import _client_id, _method, _name, _secret, _sign, _text, _timestamp
+
+_TAG = "aliyun"
+
+AUTH_CODES = {
+    401: "bad sign: check DeviceSecret and the sign method",
+    460: "bad request parameter",
+    500: "server error",
+    5001: "device not found: check ProductKey and DeviceName",
+    6200: "auth type mismatch (the product does not use this auth flow)",
+    6288: "dynamic registration is not enabled for the product",
+    6289: "device is already active: dynamic registration gives its secret only once",
+    6600: "bad sign for registration: check ProductSecret",
+}
+
+# RFC 3986 unreserved characters: everything else is percent-encoded in a form body.
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
+_HEXU = b"0123456789ABCDEF"
+
+
+def _quote(value):
+    """Form-field encoding: percent-encode every byte outside RFC 3986 unreserved."""
+    raw = value.encode()
+    for c in raw:
+        if c not in _UNRESERVED:
+            break
+    else:
+        return value  # the usual case (keys, names, hex signs): no copy
+    out = bytearray()
+    for c in raw:
+        if c in _UNRESERVED:
+            out.append(c)
+        else:
+            out.append(0x25)  # '%'
+            out.append(_HEXU[c >> 4])
+            out.append(_HEXU[c & 15])
+    return str(out, "ascii")
+
+
+def auth_form(product_key, device_name, device_secret, client_id=None, method="hmacmd5", timestamp=None):
+    """Flow A: url-encoded body for POST /auth/devicename. client_id defaults to the
+    device name (as in the seed walkthrough). signmethod is sent only when not hmacmd5,
+    timestamp only when given. len(body) (ASCII) is the AT+HTTPDATA length."""
+    pk = _name(product_key, "product_key")
+    dn = _name(device_name, "device_name")
+    ds = _secret(device_secret, "device_secret")
+    cid = _client_id(client_id, dn)
+    name = _method(method)
+    ts = _timestamp(timestamp)
+    sign = _sign(name, ds, (("clientId", cid), ("deviceName", dn), ("productKey", pk), ("timestamp", ts)))
+    body = "productKey=%s&sign=%s&clientId=%s&deviceName=%s" % (_quote(pk), sign, _quote(cid), _quote(dn))
+    if name != "md5":
+        body += "&signmethod=hmac" + name
+    if ts is not None:
+        body += "&timestamp=" + ts
+    return body
+
+
+def register_form(product_key, device_name, product_secret, random, method="hmacsha256"):
+    """Flow C: url-encoded body for POST /auth/register/device (note `signMethod`)."""
+    pk = _name(product_key, "product_key")
+    dn = _name(device_name, "device_name")
+    ps = _secret(product_secret, "product_secret")
+    rnd = _text(random, "random")
+    name = _method(method)
+    sign = _sign(name, ps, (("deviceName", dn), ("productKey", pk), ("random", rnd)))
+    return "productKey=%s&deviceName=%s&random=%s&sign=%s&signMethod=hmac%s" % (
+        _quote(pk), _quote(dn), _quote(rnd), sign, name)
+
+
+def auth_url(cfg, path="/auth/devicename"):
+    return "https://%s%s" % (cfg.get("auth_host") or "iot-auth.%s.aliyuncs.com" % cfg["region"], path)
+
+
+def post_form(modem, cfg, path, body):
+    """POST a form to the auth server through the module (bearer open); the JSON's data."""
+    status, data = modem.http_post(auth_url(cfg, path), body)
+    try:
+        reply = json.loads(data)
+        code = reply.get("code")
+    except (ValueError, AttributeError):
+        raise CloudError(status, "%s: HTTP %d, unreadable reply %r" % (path, status, data[:80]))
+    if code != 200:
+        raise CloudError(code, "%s refused: code %s, %s (%s)" % (path, code, AUTH_CODES.get(code, "unknown code"), reply.get("message")))
+    return reply.get("data") or {}
+
+
+def http_auth(modem, cfg):
+    """Flow "http": (username=iotId, password=iotToken, host or None, port or None)."""
+    body = auth_form(cfg["product_key"], cfg["device_name"], cfg["device_secret"], client_id(cfg), cfg["sign_method"])
+    data = post_form(modem, cfg, "/auth/devicename", body + "&resources=mqtt")
+    try:
+        iot_id, token = data["iotId"], data["iotToken"]
+    except (KeyError, TypeError):
+        raise CloudError(200, "/auth/devicename: reply without iotId/iotToken")
+    mqtt = (data.get("resources") or {}).get("mqtt") or {}
+    log.info(_TAG, "token issued for %s (lives 7 days)", iot_id)
+    return iot_id, token, mqtt.get("host"), mqtt.get("port")
