@@ -14,7 +14,7 @@
 #   other         while a command runs: an information line (ATI prints bare text);
 #                 otherwise logged as unknown.
 from firmware import log
-from firmware.port import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
+from firmware.port import const, copier, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 RXBUF = const(1536)  # receive buffer = longest line accepted
 _TIMEOUT_MS = const(5000)  # default per-command deadline
@@ -91,6 +91,7 @@ class AT:
         self.uart = uart
         self._buf = rxbuf if isinstance(rxbuf, bytearray) else bytearray(rxbuf)
         self._mv = memoryview(self._buf)
+        self._copy = copier(self._buf)  # (a, b) -> bytes of the buffer's a..b
         self._head = 0  # first unparsed byte
         self._tail = 0  # end of received data
         self._skip = False  # discarding the rest of an overlong line
@@ -268,7 +269,7 @@ class AT:
             end = nl
             while end > head and buf[end - 1] == 13:
                 end -= 1
-            line = bytes(self._mv[head:end])
+            line = self._copy(head, end)
             self._head = nl + 1
             self._line(line)
 
@@ -296,7 +297,7 @@ class AT:
         n = self._p_n
         have = tail - start
         if have >= n:
-            payload = bytes(self._mv[start : start + n])
+            payload = self._copy(start, start + n)
             self._head = start + n
         elif self._p_off + n <= len(self._buf):
             # it fits the buffer and is on its way: take the rest straight in (no parse per
@@ -309,7 +310,7 @@ class AT:
                 start = self._p_off
             if not self._fill_until(start + n):
                 return -1
-            payload = bytes(self._mv[start : start + n])
+            payload = self._copy(start, start + n)
             self._head = start + n
         else:
             payload = self._read_rest(start, have, n)
@@ -346,7 +347,7 @@ class AT:
             n = 0
             for k in range(i, j):
                 n = n * 10 + buf[k] - 48
-            self._p_hdr = bytes(self._mv[head:j])
+            self._p_hdr = self._copy(head, j)
             self._p_off = t + len(term) - head
             self._p_n = n
             return 1

@@ -1,6 +1,6 @@
 # The one seam between MicroPython and CPython. Firmware modules import these names
 # from here and nowhere else: const, ticks_ms/ticks_diff/ticks_add, sleep_ms, hexlify,
-# MICROPYTHON.
+# copier, MICROPYTHON.
 import sys
 
 MICROPYTHON = sys.implementation.name == "micropython"
@@ -42,3 +42,17 @@ def time_s():
     import time
 
     return int(time.time())
+
+
+def copier(buf):
+    """f(a, b) -> bytes of buf[a:b], for a bytearray that is never resized. MicroPython
+    copies straight from its address (uctypes.bytes_at): bytes(memoryview(buf)[a:b]) would
+    allocate a memoryview object on every call besides the bytes. Elsewhere: that slice."""
+    try:
+        from uctypes import addressof, bytes_at
+
+        base = addressof(buf)
+        return lambda a, b: bytes_at(base + a, b - a)
+    except ImportError:  # CPython
+        mv = memoryview(buf)
+        return lambda a, b: bytes(mv[a:b])
