@@ -85,6 +85,8 @@ def run_at(quick):
     r["ratio"] = float(m.group(1)) if m else None
     m = re.search(r"allocated\s+(\d+) bytes per downlink \(topic \+ payload average (\d+)\)", out)
     r["alloc"], r["alloc_ref"] = (int(m.group(1)), int(m.group(2))) if m else (None, None)
+    m = re.search(r"of which\s+(\d+) bytes are the header and payload objects handed over, (-?\d+) the engine", out)
+    r["alloc_objects"], r["alloc_engine"] = (int(m.group(1)), int(m.group(2))) if m else (None, None)
     m = re.search(r"receive path: (\d+) bytes, (\d+) downlinks \(([\d/]+) bytes", out)
     r["stream"] = m.groups() if m else None
     if p.returncode:
@@ -135,7 +137,9 @@ def table(m, res):
                          ">= 40x", yes(at["ratio"] >= 40)))
         if at.get("alloc") is not None:
             ok = at["alloc"] <= at["alloc_ref"] * 1.5 + 64
-            rows.append(("Receive path: bytes allocated per downlink", "%d B (topic + payload: %d B)" % (at["alloc"], at["alloc_ref"]),
+            split = "" if at.get("alloc_objects") is None else "; the header and payload objects handed over take %d B of it, the engine's own garbage %d B" % (
+                at["alloc_objects"], at["alloc_engine"])
+            rows.append(("Receive path: bytes allocated per downlink", "%d B (topic + payload: %d B%s)" % (at["alloc"], at["alloc_ref"], split),
                          "close to topic + payload (<= 1.5x + 64 B)", yes(ok)))
         if at.get("error"):
             rows.append(("Receive path", "ERROR: %s" % at["error"][:200], "", ""))
@@ -144,8 +148,9 @@ def table(m, res):
         if mem.get("floor_k"):
             for flow, k in sorted(mem["floor_k"].items(), key=lambda kv: kv[0] != "mqtt"):
                 shown = ("%d KiB" % k) if k else "> %d KiB" % mem["hi_k"]
+                variant = "(" in flow  # e.g. "mqtt (no NTP)": what a feature costs, for comparison
                 rows.append(("Memory floor, flow %s: smallest -X heapsize (.mpy) for %d uplinks + %d downlinks" % (flow, mem["messages"], mem["messages"]),
-                             shown, "<= 48 KiB", yes(bool(k) and k <= 48)))
+                             shown, "" if variant else "<= 48 KiB", "" if variant else yes(bool(k) and k <= 48)))
         prof = mem.get("profile") or {}
         if prof.get("imports_total") is not None:
             rows.append(("Memory: heap taken by importing the app's modules (.mpy, gc.collect)", "%d B" % (prof["imports_total"] - prof.get("base", 0)), "", ""))
@@ -209,12 +214,17 @@ def write_md(path, m, res, started, took):
         "(+MSUB downlinks of several sizes with CR/LF/quotes in the payload, +CSQ, OK, +MQTTSTATU, PUBACK) fed in "
         "256-byte UART chunks to firmware/at.py and to a char-by-char reader (read(1), bytes concatenation, "
         "endswith) extracting the same downlinks; best of 5 each, alternating. Allocation: gc.mem_alloc() "
-        "difference with the GC disabled over the whole stream, divided by the downlinks.",
+        "difference with the GC disabled over the whole stream, divided by the downlinks; the handler only "
+        "records sizes into lists made beforehand. The objects handed over are weighed with gc.mem_alloc() around "
+        "bytes(n) of each header's and payload's length: what any reader that returns them as bytes must allocate. "
+        "The engine's own: one memoryview per UART read (readinto at an offset); lines, headers and payloads are "
+        "copied straight from the buffer's address (uctypes.bytes_at, firmware/port.py copier).",
         "- **Memory floor** (tools/bench_memory.py): the firmware compiled with mpy-cross (as `make mpy`) runs as "
         "`micropython -X heapsize=<k> -c \"import main\"` against the virtual module and the local cloud, QoS 1 "
         "telemetry every 10 ms while the console sends one downlink every 10 ms; a heap size passes when the cloud "
         "holds seq 1..N, the firmware logged all N downlinks, and no MemoryError/Traceback appeared. Bisection "
-        "over 16..256 KiB in 4 KiB steps (flow mqtt), then the http flow from that floor upwards. The profile "
+        "over 16..256 KiB in 4 KiB steps (flow mqtt), then the http flow from that floor upwards, then the mqtt "
+        "flow with `\"ntp\": false` from its floor downwards (what time sync costs). The profile "
         "rows come from the same file run under micropython (gc.mem_alloc() after gc.collect() per import, per "
         "phase, and with the GC disabled over many messages).",
         "- **Wire efficiency** (tools/bench_wire.py): a micropython driver connects with the firmware's Air72x "

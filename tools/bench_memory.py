@@ -11,7 +11,8 @@ QoS 1 telemetry every 10 ms while the cloud console sends one downlink every 10 
 device's /user/get topic. A heap size *passes* when the cloud holds seq 1..N, the firmware
 logged all N downlinks (`app: downlink ...`), and no MemoryError/Traceback appeared.
 Bisection over lo..hi KiB in `step` KiB steps finds the smallest passing heap for the first
-flow; each further flow is tried from that floor upwards.
+flow; each further flow is tried from that floor upwards; then the first flow with
+"ntp": false from that floor downwards (what the NTP module costs; --no-lean skips it).
 
 Under micropython this same file is the profile (MICROPYPATH=<mpy dir>, cwd = a board dir
 with config.json, the module on the UART): heap cost of every import in the app's order
@@ -195,10 +196,11 @@ def say(*a):
     print(*a, flush=True)
 
 
-def run_once(cloud, mpy_dir, heap_k, flow, n, interval):
-    """(passed, why, seconds)."""
+def run_once(cloud, mpy_dir, heap_k, flow, n, interval, extra=None):
+    """(passed, why, seconds). extra: config.json fields on top of the defaults."""
     t0 = time.monotonic()
     cfg = {"interval": interval, "qos": 1, "stats_interval": 0}
+    cfg.update(extra or {})
     with SimEnv(flow=flow, cloud=cloud, cfg=cfg, heapsize="%dk" % heap_k, mpy_dir=mpy_dir) as env:
         fw = env.firmware
         i = 0
@@ -261,6 +263,9 @@ def run_once(cloud, mpy_dir, heap_k, flow, n, interval):
             console.loop_stop()
 
 
+LEAN = {"ntp": False}  # the leanest default app: no time sync over MQTT
+
+
 def bisect(cloud, mpy_dir, flow, lo, hi, step, n, interval, tried):
     """Smallest k in (lo, hi] (multiples of step) that passes; None if hi fails."""
     def test(k):
@@ -283,7 +288,7 @@ def bisect(cloud, mpy_dir, flow, lo, hi, step, n, interval, tried):
 
 
 # loaded only when a device needs them (or dropped after boot): not part of the default app
-ON_DEMAND = ("firmware.config", "firmware.thing", "firmware.register", "firmware.http",
+ON_DEMAND = ("firmware.config", "firmware.thing", "firmware.register", "firmware.http", "firmware.auth",
              "firmware.digest", "firmware.serial_uart", "firmware.diag")
 
 
@@ -465,6 +470,7 @@ def main(argv=None):
     ap.add_argument("--step", type=int, default=4)
     ap.add_argument("--flows", default="mqtt,http")
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--no-lean", action="store_true", help="skip the floor without NTP")
     ap.add_argument("--quick", action="store_true", help="200 messages")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
@@ -492,6 +498,18 @@ def main(argv=None):
             if floor is None and k:
                 floor = k
             say("memory: flow %s floor %s" % (flow, "%d KiB" % k if k else "> %d KiB" % a.hi))
+        if floor and not a.no_lean:  # what NTP costs: the first flow without it, downwards
+            flow = a.flows.split(",")[0]
+            k = floor
+            for cand in range(floor - a.step, a.lo, -a.step):
+                ok, why, took = run_once(cloud, mpy_dir, cand, flow, n, a.interval, LEAN)
+                result["tried"].append({"flow": flow + " (no NTP)", "heap_k": cand, "passed": ok, "why": why[-800:], "seconds": round(took, 1)})
+                say("memory: flow %s without NTP heapsize %dk: %s (%.0f s)%s" % (flow, cand, "pass" if ok else "FAIL", took, "" if ok else "\n    " + why[-300:]))
+                if not ok:
+                    break
+                k = cand
+            result["floor_k"][flow + " (no NTP)"] = k
+            say("memory: flow %s without NTP floor %d KiB" % (flow, k))
         if not a.no_profile:
             prof = profile(cloud, mpy_dir, a.flows.split(",")[0])
             result["profile"] = {k: v for k, v in prof.items() if k not in ("mpy_sizes",)}
