@@ -51,9 +51,9 @@ if sys.implementation.name == "micropython":  # ------------------------------ p
             _qstr(m)
             prev = now
         out("imports_total", prev)
-        from firmware import aliyun, app, config
+        from firmware import aliyun, app
 
-        cfg = config.load()
+        cfg = app.load_config()  # as main() does: the checker is dropped afterwards
         now = _collect()
         out("config", now - prev)
         prev = now
@@ -369,6 +369,35 @@ def profile(cloud, mpy_dir, flow, n_msgs=50):
     return res
 
 
+def import_cost(mpy_dir, lo=16, hi=256):
+    """The app's imports alone (in its order, from .mpy, the receive buffer first as App
+    does): bytes allocated with the GC off, live after gc.collect() (the difference is
+    garbage between the live objects: module and class dicts that grew, loader
+    temporaries), and the smallest -X heapsize in KiB under which they succeed."""
+    mods = import_order()
+    body = "import sys\nsys.path.insert(0, '.')\nrx = bytearray(1536)\n" + "".join("import %s\n" % m for m in mods)
+    probe = ("import gc\ngc.collect()\na = gc.mem_alloc()\ngc.disable()\n" + body +
+             "b = gc.mem_alloc()\ngc.enable()\ngc.collect()\nprint(b - a, gc.mem_alloc() - a)\n")
+    out = subprocess.run([micropython_bin(), "-X", "heapsize=1M", "-c", probe], cwd=mpy_dir,
+                         capture_output=True, text=True, timeout=60).stdout.split()
+    res = {"import_allocated": int(out[0]), "import_live": int(out[1])} if len(out) == 2 else {}
+
+    def fits(k):
+        p = subprocess.run([micropython_bin(), "-X", "heapsize=%dk" % k, "-c", body], cwd=mpy_dir,
+                           capture_output=True, text=True, timeout=60)
+        return p.returncode == 0
+
+    if fits(hi):
+        while hi - lo > 1:  # invariant: hi fits, lo does not
+            mid = (lo + hi) // 2
+            if fits(mid):
+                hi = mid
+            else:
+                lo = mid
+        res["import_floor_k"] = hi
+    return res
+
+
 def source_stats(mod):
     """(functions incl. lambdas and methods, classes, long string constants: count, bytes) of a
     firmware module: each function is a raw code + bytecode + a function object in RAM, each
@@ -414,10 +443,19 @@ def findings(prof, floors, hi):
                                                                  "+%d B" % dq if dq is not None else "?", ss[0], ss[1], ss[2], ss[3]))
     L.append("| **all imports** | **%d B** | %d B | %d B | | |" % (prof["imports_total"] - prof.get("base", 0), sum(prof["mpy_sizes"].values()),
                                                                 prevq - prof["qstr"].get("base", 0)))
+    if prof.get("import_floor_k"):
+        L.append("")
+        L.append("The imports alone (same order, the receive buffer first, nothing else running) allocate %d B with "
+                 "the GC off, of which %d B stay live: the other %d B (module and class dicts that grew while "
+                 "filling, class bodies, loader temporaries) become holes between live objects, so they need "
+                 "`-X heapsize=%dk` (1 KiB steps) although %.0f KiB are live. The floor of the whole app is that "
+                 "plus config.json, the objects and the messages in flight." % (
+                     prof["import_allocated"], prof["import_live"], prof["import_allocated"] - prof["import_live"],
+                     prof["import_floor_k"], prof["import_live"] / 1024.0))
     L.append("")
     L.append("| object / step | bytes |")
     L.append("|---|---|")
-    for key, label in (("config", "config.load() (the cfg dict with defaults)"),
+    for key, label in (("config", "app.load_config(): the cfg dict with defaults (the checker dropped, its qstrs stay)"),
                        ("topics_object", "aliyun.Topics (13 topic strings)"),
                        ("app_object", "App(cfg): Air72x + AT (1536-byte rx buffer) + Link + Outbox + socket UART"),
                        ("live_up", "live heap once connected (everything the firmware holds)"),
@@ -512,6 +550,7 @@ def main(argv=None):
             say("memory: flow %s without NTP floor %d KiB" % (flow, k))
         if not a.no_profile:
             prof = profile(cloud, mpy_dir, a.flows.split(",")[0])
+            prof.update(import_cost(mpy_dir))
             result["profile"] = {k: v for k, v in prof.items() if k not in ("mpy_sizes",)}
             result["findings"] = tried_text(result["tried"]) + "\n\n" + findings(prof, result["floor_k"], a.hi)
             say(result["findings"])
