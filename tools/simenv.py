@@ -37,11 +37,20 @@ def registry():
         return json.load(f)
 
 
+# On a board a ROMFS partition is flash mapped into the address space; the unix port has
+# none, so the image is read into one bytearray (the first allocation: one block at the
+# bottom of the heap) and mounted at /rom, where imports run the bytecode in place.
+ROMFS_BOOT = ("import sys, vfs\nf = open(%r, 'rb')\nimg = bytearray(f.seek(0, 2))\nf.seek(0)\n"
+              "f.readinto(img)\nf.close()\ndel f\nvfs.mount(vfs.VfsRom(img), '/rom')\n"
+              "sys.path.insert(0, '/rom')\nimport main\n")
+
+
 class Firmware:
     """main.py under micropython, its log collected line by line."""
 
-    def __init__(self, workdir, heapsize=None, mpy_dir=None, echo=None, script=None, args=()):
+    def __init__(self, workdir, heapsize=None, mpy_dir=None, echo=None, script=None, args=(), romfs=None):
         self.workdir = workdir
+        self.romfs = romfs  # a ROMFS image of the .mpy files (mpremote romfs build): run from it
         self.script = script  # another firmware-level script instead of main.py (tests)
         self.args = list(args)
         self.heapsize = heapsize
@@ -59,7 +68,10 @@ class Firmware:
         if self.heapsize:
             cmd += ["-X", "heapsize=%s" % self.heapsize]
         env = dict(os.environ)
-        if self.mpy_dir:
+        if self.romfs:  # the image stands in for a board's ROMFS partition: read, mount, import
+            cmd += ["-c", ROMFS_BOOT % self.romfs]
+            env["MICROPYPATH"] = ".frozen"
+        elif self.mpy_dir:
             cmd += ["-c", "import main"]
             env["MICROPYPATH"] = self.mpy_dir
         else:
@@ -123,7 +135,7 @@ class SimEnv:
     `vm` passes options to VirtualModule, `device` picks the triple (DEMO by default)."""
 
     def __init__(self, flow="mqtt", tls=True, device=DEMO, cfg=None, vm=None, cloud=None,
-                 start_firmware=True, heapsize=None, mpy_dir=None, echo=None):
+                 start_firmware=True, heapsize=None, mpy_dir=None, echo=None, romfs=None):
         self.flow = flow
         self.tls = tls
         self.device = dict(device)
@@ -134,6 +146,7 @@ class SimEnv:
         self.start_firmware = start_firmware
         self.heapsize = heapsize
         self.mpy_dir = mpy_dir
+        self.romfs = romfs
         self.echo = echo
         self.vm = None
         self.firmware = None
@@ -185,7 +198,7 @@ class SimEnv:
         return self.cloud.wait_uplink(lambda tp, p: tp == t and (pred is None or pred(p)), timeout, since=self.mark)
 
     def run_firmware(self, script=None, args=()):
-        self.firmware = Firmware(self.workdir, self.heapsize, self.mpy_dir, self.echo, script, args).start()
+        self.firmware = Firmware(self.workdir, self.heapsize, self.mpy_dir, self.echo, script, args, self.romfs).start()
         return self.firmware
 
     def stop(self):
