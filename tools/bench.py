@@ -151,9 +151,19 @@ def table(m, res):
                 variant = "(" in flow  # e.g. "mqtt (no NTP)": what a feature costs, for comparison
                 rows.append(("Memory floor, flow %s: smallest -X heapsize (.mpy) for %d uplinks + %d downlinks" % (flow, mem["messages"], mem["messages"]),
                              shown, "" if variant else "<= 48 KiB", "" if variant else yes(bool(k) and k <= 48)))
+        rom = mem.get("romfs") or {}
+        if rom.get("heap_k"):
+            rows.append(("Memory floor, flow mqtt, the .mpy files in a ROMFS image (as on a board with a ROMFS partition): heap less the image",
+                         "%.0f KiB (-X heapsize=%dk holding the %d B image, which a board keeps in flash)" % (
+                             rom["firmware_k"], rom["heap_k"], rom["image_bytes"]), "", ""))
+        elif rom.get("error"):
+            rows.append(("Memory floor from a ROMFS image", "ERROR: %s" % rom["error"][:200], "", ""))
         prof = mem.get("profile") or {}
         if prof.get("imports_total") is not None:
             rows.append(("Memory: heap taken by importing the app's modules (.mpy, gc.collect)", "%d B" % (prof["imports_total"] - prof.get("base", 0)), "", ""))
+        if prof.get("import_floor_k") is not None:
+            rows.append(("Memory: smallest -X heapsize for the app's imports alone (.mpy; live after them)",
+                         "%d KiB (%d B live)" % (prof["import_floor_k"], prof["import_live"]), "", ""))
         if prof.get("live_up") is not None:
             rows.append(("Memory: firmware's live heap once connected (gc.collect)", "%d B" % (prof["live_up"] - prof.get("base", 0)), "", ""))
         if prof.get("per_uplink") is not None:
@@ -224,7 +234,10 @@ def write_md(path, m, res, started, took):
         "telemetry every 10 ms while the console sends one downlink every 10 ms; a heap size passes when the cloud "
         "holds seq 1..N, the firmware logged all N downlinks, and no MemoryError/Traceback appeared. Bisection "
         "over 16..256 KiB in 4 KiB steps (flow mqtt), then the http flow from that floor upwards, then the mqtt "
-        "flow with `\"ntp\": false` from its floor downwards (what time sync costs). The profile "
+        "flow with `\"ntp\": false` from its floor downwards (what time sync costs), then the mqtt flow from a "
+        "ROMFS image of the same .mpy files (`mpremote romfs build`, read into one bytearray and mounted at /rom "
+        "before `import main`: bytecode and string constants are used in place, as from a board's flash "
+        "partition; the unix port has no flash, so the image's size is taken off the heap size found). The profile "
         "rows come from the same file run under micropython (gc.mem_alloc() after gc.collect() per import, per "
         "phase, and with the GC disabled over many messages).",
         "- **Wire efficiency** (tools/bench_wire.py): a micropython driver connects with the firmware's Air72x "

@@ -196,12 +196,13 @@ def say(*a):
     print(*a, flush=True)
 
 
-def run_once(cloud, mpy_dir, heap_k, flow, n, interval, extra=None):
-    """(passed, why, seconds). extra: config.json fields on top of the defaults."""
+def run_once(cloud, mpy_dir, heap_k, flow, n, interval, extra=None, romfs=None):
+    """(passed, why, seconds). extra: config.json fields on top of the defaults; romfs: run
+    from this ROMFS image of mpy_dir instead (tools/simenv.py ROMFS_BOOT)."""
     t0 = time.monotonic()
     cfg = {"interval": interval, "qos": 1, "stats_interval": 0}
     cfg.update(extra or {})
-    with SimEnv(flow=flow, cloud=cloud, cfg=cfg, heapsize="%dk" % heap_k, mpy_dir=mpy_dir) as env:
+    with SimEnv(flow=flow, cloud=cloud, cfg=cfg, heapsize="%dk" % heap_k, mpy_dir=mpy_dir, romfs=romfs) as env:
         fw = env.firmware
         i = 0
 
@@ -266,12 +267,14 @@ def run_once(cloud, mpy_dir, heap_k, flow, n, interval, extra=None):
 LEAN = {"ntp": False}  # the leanest default app: no time sync over MQTT
 
 
-def bisect(cloud, mpy_dir, flow, lo, hi, step, n, interval, tried):
-    """Smallest k in (lo, hi] (multiples of step) that passes; None if hi fails."""
+def bisect(cloud, mpy_dir, flow, lo, hi, step, n, interval, tried, romfs=None, label=None):
+    """Smallest k in (lo, hi] (lo + multiples of step) that passes; None if hi fails."""
+    label = label or flow
+
     def test(k):
-        ok, why, took = run_once(cloud, mpy_dir, k, flow, n, interval)
-        tried.append({"flow": flow, "heap_k": k, "passed": ok, "why": why[-800:], "seconds": round(took, 1)})
-        say("memory: flow %s heapsize %dk: %s (%.0f s)%s" % (flow, k, "pass" if ok else "FAIL", took,
+        ok, why, took = run_once(cloud, mpy_dir, k, flow, n, interval, romfs=romfs)
+        tried.append({"flow": label, "heap_k": k, "passed": ok, "why": why[-800:], "seconds": round(took, 1)})
+        say("memory: flow %s heapsize %dk: %s (%.0f s)%s" % (label, k, "pass" if ok else "FAIL", took,
                                                               "" if ok else "\n    " + why.replace("\n", "\n    ")[-600:]))
         return ok
 
@@ -285,6 +288,25 @@ def bisect(cloud, mpy_dir, flow, lo, hi, step, n, interval, tried):
         else:
             bad_ = mid
     return good
+
+
+def romfs_floor(cloud, mpy_dir, flow, floor, step, n, interval, tried):
+    """The floor with the .mpy files in a ROMFS image (mpremote romfs build), as on a board
+    built with a ROMFS partition: bytecode and string constants stay in flash. The unix
+    port has no flash, so the image is one bytearray at the bottom of the heap; its size is
+    taken off the heap size found. {"image_bytes", "heap_k", "firmware_k"} or {"error"}."""
+    img = os.path.join(tempfile.mkdtemp(prefix="bench-romfs-"), "firmware.romfs")
+    mpremote = os.path.join(os.path.dirname(micropython_bin()), "mpremote")
+    p = subprocess.run([mpremote, "romfs", "--no-mpy", "-o", img, "build", mpy_dir], capture_output=True, text=True)
+    if p.returncode or not os.path.exists(img):
+        return {"error": (p.stdout + p.stderr)[-300:]}
+    size = os.path.getsize(img)
+    image_k = (size + 1023) // 1024
+    k = bisect(cloud, mpy_dir, flow, image_k + step, image_k + floor + 4 * step, step, n, interval, tried,
+               romfs=img, label=flow + " (ROMFS)")
+    shutil.rmtree(os.path.dirname(img), ignore_errors=True)
+    say("memory: flow %s from a ROMFS image of %d B: %s" % (flow, size, "%d KiB heap" % k if k else "no pass"))
+    return {"image_bytes": size, "heap_k": k, "firmware_k": (k - size / 1024.0) if k else None}
 
 
 # loaded only when a device needs them (or dropped after boot): not part of the default app
@@ -509,6 +531,7 @@ def main(argv=None):
     ap.add_argument("--flows", default="mqtt,http")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--no-lean", action="store_true", help="skip the floor without NTP")
+    ap.add_argument("--no-romfs", action="store_true", help="skip the floor with the firmware in a ROMFS image")
     ap.add_argument("--quick", action="store_true", help="200 messages")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
@@ -548,6 +571,8 @@ def main(argv=None):
                 k = cand
             result["floor_k"][flow + " (no NTP)"] = k
             say("memory: flow %s without NTP floor %d KiB" % (flow, k))
+        if floor and not a.no_romfs:
+            result["romfs"] = romfs_floor(cloud, mpy_dir, a.flows.split(",")[0], floor, a.step, n, a.interval, result["tried"])
         if not a.no_profile:
             prof = profile(cloud, mpy_dir, a.flows.split(",")[0])
             prof.update(import_cost(mpy_dir))
