@@ -13,6 +13,8 @@
 #                                               SIM); after `reset_after` timeouts in a
 #                                               row, the reset pin is pulsed (if wired)
 #   not attached within attach_ms             -> module, after a reset (pin, or AT+CFUN=1,1)
+#   MemoryError (out of RAM, not a bug)       -> module, after a gc.collect(); counted as
+#                                               "memory", no traceback
 #   refused CONNACK / auth codes 401 460 5001 6200 -> a long backoff (backoff_refused_ms)
 #                                               and a log line: check the triple. With the
 #                                               "http" flow a refused *old* token is first
@@ -44,6 +46,7 @@
 # STEP_BOUND_MS is that worst case (the auth phase). In practice a phase takes what the
 # network takes (a few seconds). Every wait inside feeds the watchdog (at.idle = feed),
 # so wdt_ms only has to cover the app's own work between two feeds, not a phase.
+import gc
 import random
 import sys
 
@@ -382,6 +385,8 @@ class Link:
         if kind in ("refused", "auth", "version"):
             log.error(_TAG, "check the device triple (ProductKey, DeviceName, DeviceSecret), "
                             "the sign method and the module firmware; retrying slowly")
+        if kind == "memory":
+            gc.collect()  # what the failed step held is garbage now
         if kind == "timeout":
             self._no_answer += 1
             if self._no_answer >= self.reset_after and self.reset:
@@ -432,6 +437,8 @@ class Link:
             return "modem", MODULE if self.state == MODULE else ATTACH, None
         if isinstance(e, OSError):
             return "uart", MODULE, None
+        if isinstance(e, MemoryError):  # the heap ran short mid-step: not a bug in the code
+            return "memory", MODULE, None
         return "bug", MODULE, None
 
     def _after_link_loss(self):

@@ -279,6 +279,7 @@ def test_each_error_leads_to_its_phase():
         (HttpError(601, "network error"), True, "connect", ATTACH),
         (ModemError("MPUB sent while x in flight"), True, "modem", ATTACH),
         (OSError(5), True, "uart", MODULE),
+        (MemoryError("memory allocation failed, allocating 171 bytes"), True, "memory", MODULE),
     ]
     for exc, bearer, kind, phase in cases:
         link, m, clock = make()
