@@ -8,7 +8,7 @@ import json
 import sys
 
 from firmware import __version__, log
-from firmware.port import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
+from firmware.port import const, drop, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 _TAG = "app"
 _LOOP_MS = const(5)
@@ -196,10 +196,7 @@ def load_config(path=None):
         return None
     finally:
         del config
-        sys.modules.pop("firmware.config", None)
-        pkg = sys.modules.get("firmware")
-        if pkg is not None and hasattr(pkg, "config"):
-            delattr(pkg, "config")
+        drop("firmware.config")
         gc.collect()
 
 

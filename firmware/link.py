@@ -55,7 +55,7 @@ from firmware.air72x import ConnectError, CredentialsRefused, HttpError, LinkDow
 from firmware.aliyun import CloudError
 from firmware.at import ATAbort, ATError, ATTimeout, ModemError
 from firmware.outbox import Outbox
-from firmware.port import const, ticks_add, ticks_diff, ticks_ms, time_s
+from firmware.port import const, drop, ticks_add, ticks_diff, ticks_ms, time_s
 
 _TAG = "link"
 _ATTACH_MS = const(90000)  # attach must happen within this, else restart the module
@@ -234,9 +234,14 @@ class Link:
             else:
                 self._next = ticks_add(self.ticks(), _ATTACH_POLL_MS)
         elif st == AUTH:
-            from firmware.auth import http_auth  # the "http" flow only
+            from firmware.auth import http_auth  # the "http" flow only, once a week
 
-            user, password, host, port = http_auth(m, self.cfg)
+            try:
+                user, password, host, port = http_auth(m, self.cfg)
+            finally:  # the auth code leaves the heap before the MQTT phase needs it
+                del http_auth
+                drop("firmware.auth")
+                drop("firmware.http")
             self._token = (user, password, host, port, self.time())
             self._token_fresh = True
             self.counters["tokens"] += 1

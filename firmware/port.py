@@ -1,6 +1,6 @@
 # The one seam between MicroPython and CPython. Firmware modules import these names
 # from here and nowhere else: const, ticks_ms/ticks_diff/ticks_add, sleep_ms, hexlify,
-# copier, MICROPYTHON.
+# copier, drop, MICROPYTHON.
 import sys
 
 MICROPYTHON = sys.implementation.name == "micropython"
@@ -56,3 +56,14 @@ def copier(buf):
     except ImportError:  # CPython
         mv = memoryview(buf)
         return lambda a, b: bytes(mv[a:b])
+
+
+def drop(name):
+    """Forget the module `name` ("firmware.config") so that its code can be collected: for
+    code that runs once in a while (the config checker, the HTTP auth flow). It is simply
+    imported again when needed. Callers must not keep references into it."""
+    sys.modules.pop(name, None)
+    pkg, _, attr = name.rpartition(".")
+    mod = sys.modules.get(pkg)
+    if mod is not None and attr in getattr(mod, "__dict__", ()):
+        delattr(mod, attr)

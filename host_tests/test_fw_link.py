@@ -4,6 +4,7 @@
 # StubUART where the bytes matter (URCs in the middle of a publish, garbage, MQTTSTATU,
 # the watchdog feed while waiting). Runs under CPython and MicroPython.
 import json
+import sys
 
 from fwtest import StubUART, capture_log
 
@@ -371,6 +372,8 @@ def test_http_flow_reuses_the_token_and_refreshes_it_before_7_days():
     link, m, clock = make(auth="http", sign_method="hmacmd5")
     up(link, clock)
     assert m.tokens == 1 and link.counters["tokens"] == 1
+    # the auth code is dropped once the token is in: the MQTT phase runs without it
+    assert "firmware.auth" not in sys.modules and "firmware.http" not in sys.modules
     assert ("mqtt_connect", "iot-1", "tok-1", "h.example") in m.calls
     for _ in range(3):  # reconnects within the token's life: no new token
         m.events.append(("closed", "CLOSED"))
