@@ -13,7 +13,6 @@ _TAG = "aliyun"
 TOKEN_LIFE_S = 7 * 24 * 3600  # an iotToken lives 7 days
 
 
-
 class CloudError(ModemError):
     """The platform answered with an error code."""
 

@@ -213,8 +213,8 @@ class AT:
             else:  # a full buffer without a line end: garbage or an overlong line
                 self._discard("line longer than %d bytes" % len(buf), bytes(self._mv[:40]))
                 self._skip = True
-        # an empty buffer reads into the whole view: no slice object, so an idle poll and
-        # a reply that arrives in one piece allocate nothing
+        # an empty buffer reads into the whole view: an idle poll allocates nothing, and a
+        # reply that arrives in one piece needs no slice object for its read
         n = self.uart.readinto(self._mv[self._tail :] if self._tail else self._mv)
         if not n:
             return False
