@@ -3,12 +3,14 @@
 # checked at the broker side, byte for byte.
 import json
 import os
+import subprocess
 
 import pytest
 
 import firmware
 
-from tools.simenv import SimEnv, registry
+from tools.bench import compile_mpy
+from tools.simenv import SimEnv, micropython_bin, registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PUBLISH_SCRIPT = os.path.join(HERE, "e2e_publish.py")
@@ -58,6 +60,19 @@ def test_flow_round_trip(cloud, flow, tls):
             assert cmds[i + 1] == 'AT+HTTPPARA="URL","https://iot-auth.cn-shanghai.aliyuncs.com/auth/devicename"'
             assert cmds[i + 3].startswith("AT+HTTPDATA=") and cmds[i + 4] == "AT+HTTPACTION=1"
             assert cmds[i + 5] == "AT+HTTPREAD" and cmds[i + 6] == "AT+HTTPTERM"
+
+
+def test_round_trip_from_a_romfs_image(cloud, tmp_path):
+    # the compiled firmware in a ROMFS image (as a board with a ROMFS partition holds it):
+    # nothing else on the path, so every module runs from the image, bytecode in place
+    mpy = str(tmp_path / "mpy")
+    compile_mpy(mpy)
+    img = str(tmp_path / "firmware.romfs")
+    mpremote = os.path.join(os.path.dirname(micropython_bin()), "mpremote")
+    subprocess.run([mpremote, "romfs", "--no-mpy", "-o", img, "build", mpy], check=True, capture_output=True)
+    with SimEnv(cloud=cloud, romfs=img) as env:
+        round_trip(env)
+        assert "Traceback" not in env.firmware.text()
 
 
 def test_telemetry_sequence_has_no_gaps(cloud):
