@@ -239,7 +239,6 @@ class Link:
             try:
                 user, password, host, port = http_auth(m, self.cfg)
             finally:  # the auth code leaves the heap before the MQTT phase needs it
-                del http_auth
                 drop("firmware.auth")
                 drop("firmware.http")
             self._token = (user, password, host, port, self.time())

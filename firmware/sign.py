@@ -27,6 +27,7 @@ METHODS = sorted(_METHODS)  # the sign methods Aliyun knows, for config checks
 _IPAD = int.from_bytes(b"\x36" * 64, "big")
 _OPAD = int.from_bytes(b"\x5c" * 64, "big")
 
+
 def _fallback(name, head, data):
     """Pure-Python md5/sha1 of head + data, loaded only where hashlib lacks the digest."""
     from firmware.digest import digest

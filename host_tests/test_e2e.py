@@ -3,14 +3,13 @@
 # checked at the broker side, byte for byte.
 import json
 import os
-import subprocess
 
 import pytest
 
 import firmware
 
-from tools.bench import compile_mpy
-from tools.simenv import SimEnv, micropython_bin, registry
+from tools.bench import build_romfs, compile_mpy
+from tools.simenv import SimEnv, registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PUBLISH_SCRIPT = os.path.join(HERE, "e2e_publish.py")
@@ -67,9 +66,7 @@ def test_round_trip_from_a_romfs_image(cloud, tmp_path):
     # nothing else on the path, so every module runs from the image, bytecode in place
     mpy = str(tmp_path / "mpy")
     compile_mpy(mpy)
-    img = str(tmp_path / "firmware.romfs")
-    mpremote = os.path.join(os.path.dirname(micropython_bin()), "mpremote")
-    subprocess.run([mpremote, "romfs", "--no-mpy", "-o", img, "build", mpy], check=True, capture_output=True)
+    img = build_romfs(mpy, str(tmp_path / "firmware.romfs"))
     with SimEnv(cloud=cloud, romfs=img) as env:
         round_trip(env)
         assert "Traceback" not in env.firmware.text()

@@ -56,6 +56,14 @@ def compile_mpy(dst):
     return dst
 
 
+def build_romfs(mpy_dir, out):
+    """A ROMFS image of the compiled firmware (`mpremote romfs build`), as a board with a
+    ROMFS partition would hold it. Raises CalledProcessError with mpremote's output."""
+    subprocess.run([os.path.join(BIN, "mpremote"), "romfs", "--no-mpy", "-o", out, "build", mpy_dir],
+                   check=True, capture_output=True, text=True)
+    return out
+
+
 def machine():
     cpu = "?"
     try:

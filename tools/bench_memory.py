@@ -183,7 +183,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tools.bench import compile_mpy  # noqa: E402
+from firmware.at import RXBUF  # noqa: E402
+from tools.bench import build_romfs, compile_mpy  # noqa: E402
 from tools.cloud import LocalCloud  # noqa: E402
 from tools.console import console_client  # noqa: E402
 from tools.simenv import SimEnv, micropython_bin, registry  # noqa: E402
@@ -296,10 +297,10 @@ def romfs_floor(cloud, mpy_dir, flow, floor, step, n, interval, tried):
     port has no flash, so the image is one bytearray at the bottom of the heap; its size is
     taken off the heap size found. {"image_bytes", "heap_k", "firmware_k"} or {"error"}."""
     img = os.path.join(tempfile.mkdtemp(prefix="bench-romfs-"), "firmware.romfs")
-    mpremote = os.path.join(os.path.dirname(micropython_bin()), "mpremote")
-    p = subprocess.run([mpremote, "romfs", "--no-mpy", "-o", img, "build", mpy_dir], capture_output=True, text=True)
-    if p.returncode or not os.path.exists(img):
-        return {"error": (p.stdout + p.stderr)[-300:]}
+    try:
+        build_romfs(mpy_dir, img)
+    except (OSError, subprocess.CalledProcessError) as e:
+        return {"error": ("%s %s" % (e, getattr(e, "stdout", "") or ""))[-300:]}
     size = os.path.getsize(img)
     image_k = (size + 1023) // 1024
     k = bisect(cloud, mpy_dir, flow, image_k + step, image_k + floor + 4 * step, step, n, interval, tried,
@@ -397,7 +398,7 @@ def import_cost(mpy_dir, lo=16, hi=256):
     garbage between the live objects: module and class dicts that grew, loader
     temporaries), and the smallest -X heapsize in KiB under which they succeed."""
     mods = import_order()
-    body = "import sys\nsys.path.insert(0, '.')\nrx = bytearray(1536)\n" + "".join("import %s\n" % m for m in mods)
+    body = "import sys\nsys.path.insert(0, '.')\nrx = bytearray(%d)\n" % RXBUF + "".join("import %s\n" % m for m in mods)
     probe = ("import gc\ngc.collect()\na = gc.mem_alloc()\ngc.disable()\n" + body +
              "b = gc.mem_alloc()\ngc.enable()\ngc.collect()\nprint(b - a, gc.mem_alloc() - a)\n")
     out = subprocess.run([micropython_bin(), "-X", "heapsize=1M", "-c", probe], cwd=mpy_dir,
