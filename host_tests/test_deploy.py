@@ -15,6 +15,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tools.proc import stop as stop_process  # noqa: E402
 from tools.vboard import VirtualBoard  # noqa: E402
 
 MPREMOTE = os.path.join(os.path.dirname(sys.executable), "mpremote")
@@ -109,12 +110,7 @@ def test_deploy_to_virtual_board_then_run_to_link_up(world, tmp_path):
         tp, payload, qos = cloud.wait_uplink(lambda t_, p: t_ == topic, timeout=30)
         assert json.loads(payload)["seq"] >= 1 and qos == 1
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         t.join(5)
     log = "\n".join(lines)
     assert "Traceback" not in log, log

@@ -48,6 +48,7 @@ if __package__ in (None, ""):  # run as `python tools/cloud.py`
     sys.path.insert(0, ROOT)
 
 from tools.cloud_auth import TOKEN_LIFETIME
+from tools.proc import stop as stop_process
 
 CONSOLE_USER = "cloud-console"
 
@@ -147,13 +148,7 @@ class LocalCloud:
         proc, self._proc = self._proc, None
         if proc is not None:
             atexit.unregister(self.stop)
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
         if self._log is not None:
             self._log.close()
             self._log = None

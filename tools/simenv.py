@@ -21,6 +21,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tools.cloud import LocalCloud  # noqa: E402
+from tools.proc import stop as stop_process  # noqa: E402
 from tools.vmodule import VirtualModule  # noqa: E402
 
 REGISTRY = os.path.join(ROOT, "tools", "demo_devices.json")
@@ -120,14 +121,7 @@ class Firmware:
         p, self.proc = self.proc, None
         if p is None:
             return None
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        return p.returncode
+        return stop_process(p, 5)
 
 
 class SimEnv:

@@ -20,6 +20,10 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # run as `python tools/vboard.py`
+    sys.path.insert(0, ROOT)
+
+from tools.proc import stop as stop_process  # noqa: E402
 
 
 def micropython_bin():
@@ -97,13 +101,7 @@ class VirtualBoard:
                     kids = [int(x) for x in f.read().split()]
             except OSError:
                 pass
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p, 5)
             for pid in kids:  # the interpreter, if socat left it behind
                 try:
                     os.kill(pid, signal.SIGKILL)
