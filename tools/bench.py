@@ -154,11 +154,14 @@ def table(m, res):
     mem = res.get("memory")
     if mem:
         if mem.get("floor_k"):
-            for flow, k in sorted(mem["floor_k"].items(), key=lambda kv: kv[0] != "mqtt"):
+            floors = sorted(mem["floor_k"].items(), key=lambda kv: kv[0] != "mqtt")
+            # without NTP: what that feature costs, for comparison (no target)
+            floors += [(flow + " (no NTP)", k) for flow, k in mem.get("no_ntp_k", {}).items()]
+            for flow, k in floors:
                 shown = ("%d KiB" % k) if k else "> %d KiB" % mem["hi_k"]
-                variant = "(" in flow  # e.g. "mqtt (no NTP)": what a feature costs, for comparison
+                target = flow in mem["floor_k"]
                 rows.append(("Memory floor, flow %s: smallest -X heapsize (.mpy) for %d uplinks + %d downlinks" % (flow, mem["messages"], mem["messages"]),
-                             shown, "" if variant else "<= 48 KiB", "" if variant else yes(bool(k) and k <= 48)))
+                             shown, "<= 48 KiB" if target else "", yes(bool(k) and k <= 48) if target else ""))
         rom = mem.get("romfs") or {}
         if rom.get("heap_k"):
             rows.append(("Memory floor, flow mqtt, the .mpy files in a ROMFS image (as on a board with a ROMFS partition): heap less the image",

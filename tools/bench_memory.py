@@ -445,7 +445,7 @@ def source_stats(mod):
     return funcs, classes, nstr, bstr
 
 
-def findings(prof, floors, hi):
+def findings(prof):
     if not prof or "imports_total" not in prof:
         return "profile failed: %s" % (prof or {}).get("error", "?")
     L = []
@@ -537,7 +537,7 @@ def main(argv=None):
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     n = 200 if a.quick else a.messages
-    result = {"messages": n, "lo_k": a.lo, "hi_k": a.hi, "step_k": a.step, "floor_k": {}, "tried": []}
+    result = {"messages": n, "lo_k": a.lo, "hi_k": a.hi, "step_k": a.step, "floor_k": {}, "no_ntp_k": {}, "tried": []}
     mpy_dir = tempfile.mkdtemp(prefix="bench-mpy-")
     reg = registry()
     cloud = LocalCloud(devices=reg["devices"], products=reg["products"]).start()
@@ -570,7 +570,7 @@ def main(argv=None):
                 if not ok:
                     break
                 k = cand
-            result["floor_k"][flow + " (no NTP)"] = k
+            result["no_ntp_k"] = {flow: k}
             say("memory: flow %s without NTP floor %d KiB" % (flow, k))
         if floor and not a.no_romfs:
             result["romfs"] = romfs_floor(cloud, mpy_dir, a.flows.split(",")[0], floor, a.step, n, a.interval, result["tried"])
@@ -578,7 +578,7 @@ def main(argv=None):
             prof = profile(cloud, mpy_dir, a.flows.split(",")[0])
             prof.update(import_cost(mpy_dir))
             result["profile"] = {k: v for k, v in prof.items() if k not in ("mpy_sizes",)}
-            result["findings"] = tried_text(result["tried"]) + "\n\n" + findings(prof, result["floor_k"], a.hi)
+            result["findings"] = tried_text(result["tried"]) + "\n\n" + findings(prof)
             say(result["findings"])
     finally:
         cloud.stop()
