@@ -248,9 +248,11 @@ def write_md(path, m, res, started, took):
         "flow with `\"ntp\": false` from its floor downwards (what time sync costs), then the mqtt flow from a "
         "ROMFS image of the same .mpy files (`mpremote romfs build`, read into one bytearray and mounted at /rom "
         "before `import main`: bytecode and string constants are used in place, as from a board's flash "
-        "partition; the unix port has no flash, so the image's size is taken off the heap size found). The profile "
+        "partition; the unix port has no flash, so the image's size is taken off the heap size found). A floor "
+        "counts only when it passes %s runs in a row (else the next step up is tried): one pass at the edge can be "
+        "luck. The profile "
         "rows come from the same file run under micropython (gc.mem_alloc() after gc.collect() per import, per "
-        "phase, and with the GC disabled over many messages).",
+        "phase, and with the GC disabled over many messages)." % (res.get("memory") or {}).get("confirm_runs", "?"),
         "- **Wire efficiency** (tools/bench_wire.py): a micropython driver connects with the firmware's Air72x "
         "driver and aliyun.connect(), then publishes N messages back to back with Air72x.mqtt_publish() "
         "(ticks_ms); the virtual module paces its UART at baud/10 bytes/s both ways. The limit is the exact bytes "

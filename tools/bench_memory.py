@@ -13,6 +13,7 @@ logged all N downlinks (`app: downlink ...`), and no MemoryError/Traceback appea
 Bisection over lo..hi KiB in `step` KiB steps finds the smallest passing heap for the first
 flow; each further flow is tried from that floor upwards; then the first flow with
 "ntp": false from that floor downwards (what the NTP module costs; --no-lean skips it).
+Every floor is confirmed: it must pass CONFIRM runs in a row, else the next step up is tried.
 
 Under micropython this same file is the profile (MICROPYPATH=<mpy dir>, cwd = a board dir
 with config.json, the module on the UART): heap cost of every import in the app's order
@@ -268,17 +269,39 @@ def run_once(cloud, mpy_dir, heap_k, flow, n, interval, extra=None, romfs=None):
 LEAN = {"ntp": False}  # the leanest default app: no time sync over MQTT
 
 
-def bisect(cloud, mpy_dir, flow, lo, hi, step, n, interval, tried, romfs=None, label=None):
-    """Smallest k in (lo, hi] (lo + multiples of step) that passes; None if hi fails."""
+CONFIRM = 2  # a floor is a heap size that passed this many runs in a row (one run is luck at the edge)
+
+
+def trial(cloud, mpy_dir, flow, n, interval, tried, extra=None, romfs=None, label=None):
+    """test(k) -> passed: one run at -X heapsize=<k>k, recorded in `tried` and printed."""
     label = label or flow
 
     def test(k):
-        ok, why, took = run_once(cloud, mpy_dir, k, flow, n, interval, romfs=romfs)
+        ok, why, took = run_once(cloud, mpy_dir, k, flow, n, interval, extra, romfs)
         tried.append({"flow": label, "heap_k": k, "passed": ok, "why": why[-800:], "seconds": round(took, 1)})
         say("memory: flow %s heapsize %dk: %s (%.0f s)%s" % (label, k, "pass" if ok else "FAIL", took,
                                                               "" if ok else "\n    " + why.replace("\n", "\n    ")[-600:]))
         return ok
 
+    return test
+
+
+def confirm(test, k, step, hi):
+    """k passed once: run it again until CONFIRM runs in a row pass, one step up after any
+    failure. The confirmed floor, or None past hi."""
+    passes = 1
+    while passes < CONFIRM:
+        if test(k):
+            passes += 1
+        elif k + step > hi:
+            return None
+        else:
+            k, passes = k + step, 1 if test(k + step) else 0
+    return k
+
+
+def bisect(test, lo, hi, step):
+    """Smallest k in (lo, hi] (lo + multiples of step) that passes, confirmed; None if hi fails."""
     if not test(hi):
         return None
     good, bad_ = hi, lo  # invariant: good passes, bad_ fails (lo assumed failing)
@@ -288,7 +311,7 @@ def bisect(cloud, mpy_dir, flow, lo, hi, step, n, interval, tried, romfs=None, l
             good = mid
         else:
             bad_ = mid
-    return good
+    return confirm(test, good, step, hi)
 
 
 def romfs_floor(cloud, mpy_dir, flow, floor, step, n, interval, tried):
@@ -303,8 +326,8 @@ def romfs_floor(cloud, mpy_dir, flow, floor, step, n, interval, tried):
         return {"error": ("%s %s" % (e, getattr(e, "stdout", "") or ""))[-300:]}
     size = os.path.getsize(img)
     image_k = (size + 1023) // 1024
-    k = bisect(cloud, mpy_dir, flow, image_k + step, image_k + floor + 4 * step, step, n, interval, tried,
-               romfs=img, label=flow + " (ROMFS)")
+    test = trial(cloud, mpy_dir, flow, n, interval, tried, romfs=img, label=flow + " (ROMFS)")
+    k = bisect(test, image_k + step, image_k + floor + 4 * step, step)
     shutil.rmtree(os.path.dirname(img), ignore_errors=True)
     say("memory: flow %s from a ROMFS image of %d B: %s" % (flow, size, "%d KiB heap" % k if k else "no pass"))
     return {"image_bytes": size, "heap_k": k, "firmware_k": (k - size / 1024.0) if k else None}
@@ -537,7 +560,7 @@ def main(argv=None):
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     n = 200 if a.quick else a.messages
-    result = {"messages": n, "lo_k": a.lo, "hi_k": a.hi, "step_k": a.step, "floor_k": {}, "no_ntp_k": {}, "tried": []}
+    result = {"messages": n, "lo_k": a.lo, "hi_k": a.hi, "step_k": a.step, "floor_k": {}, "no_ntp_k": {}, "confirm_runs": CONFIRM, "tried": []}
     mpy_dir = tempfile.mkdtemp(prefix="bench-mpy-")
     reg = registry()
     cloud = LocalCloud(devices=reg["devices"], products=reg["products"]).start()
@@ -545,31 +568,26 @@ def main(argv=None):
         compile_mpy(mpy_dir)
         floor = None
         for flow in a.flows.split(","):
+            test = trial(cloud, mpy_dir, flow, n, a.interval, result["tried"])
             if floor is None:
-                k = bisect(cloud, mpy_dir, flow, a.lo, a.hi, a.step, n, a.interval, result["tried"])
+                k = bisect(test, a.lo, a.hi, a.step)
             else:  # from the first flow's floor upwards
-                k = None
-                for cand in range(floor, a.hi + 1, a.step):
-                    ok, why, took = run_once(cloud, mpy_dir, cand, flow, n, a.interval)
-                    result["tried"].append({"flow": flow, "heap_k": cand, "passed": ok, "why": why[-800:], "seconds": round(took, 1)})
-                    say("memory: flow %s heapsize %dk: %s (%.0f s)%s" % (flow, cand, "pass" if ok else "FAIL", took, "" if ok else "\n    " + why[-300:]))
-                    if ok:
-                        k = cand
-                        break
+                k = next((cand for cand in range(floor, a.hi + 1, a.step) if test(cand)), None)
+                k = k and confirm(test, k, a.step, a.hi)
             result["floor_k"][flow] = k
             if floor is None and k:
                 floor = k
             say("memory: flow %s floor %s" % (flow, "%d KiB" % k if k else "> %d KiB" % a.hi))
         if floor and not a.no_lean:  # what NTP costs: the first flow without it, downwards
             flow = a.flows.split(",")[0]
+            test = trial(cloud, mpy_dir, flow, n, a.interval, result["tried"], LEAN, label=flow + " (no NTP)")
             k = floor
             for cand in range(floor - a.step, a.lo, -a.step):
-                ok, why, took = run_once(cloud, mpy_dir, cand, flow, n, a.interval, LEAN)
-                result["tried"].append({"flow": flow + " (no NTP)", "heap_k": cand, "passed": ok, "why": why[-800:], "seconds": round(took, 1)})
-                say("memory: flow %s without NTP heapsize %dk: %s (%.0f s)%s" % (flow, cand, "pass" if ok else "FAIL", took, "" if ok else "\n    " + why[-300:]))
-                if not ok:
+                if not test(cand):
                     break
                 k = cand
+            # at the floor itself it passed twice with NTP on, which needs more
+            k = confirm(test, k, a.step, a.hi) if k < floor else k
             result["no_ntp_k"] = {flow: k}
             say("memory: flow %s without NTP floor %d KiB" % (flow, k))
         if floor and not a.no_romfs:
