@@ -296,7 +296,7 @@ def confirm(test, k, step, hi):
         elif k + step > hi:
             return None
         else:
-            k, passes = k + step, 1 if test(k + step) else 0
+            k, passes = k + step, 0
     return k
 
 
