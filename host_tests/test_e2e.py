@@ -8,7 +8,7 @@ import pytest
 
 import firmware
 
-from tools.bench import build_romfs, compile_mpy
+from tools.build import build_romfs, compile_mpy
 from tools.simenv import SimEnv, registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -31,37 +31,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-BIN = os.path.dirname(sys.executable)
-FW_FILES = ["boot.py", "main.py"]
-
 
 def micropython_bin():
     from tools.simenv import micropython_bin as mb
 
     return mb()
-
-
-def mpy_cross_bin():
-    cand = os.path.join(BIN, "mpy-cross")
-    return cand if os.path.exists(cand) else "mpy-cross"
-
-
-def compile_mpy(dst):
-    """What `make mpy` does, into `dst` (a private directory: others may be rebuilding
-    build/ at the same time). Returns dst."""
-    os.makedirs(os.path.join(dst, "firmware"), exist_ok=True)
-    files = ["firmware/" + f for f in sorted(os.listdir(os.path.join(ROOT, "firmware"))) if f.endswith(".py")]
-    for f in files + FW_FILES:
-        subprocess.run([mpy_cross_bin(), "-o", os.path.join(dst, f[:-3] + ".mpy"), f], check=True, cwd=ROOT)
-    return dst
-
-
-def build_romfs(mpy_dir, out):
-    """A ROMFS image of the compiled firmware (`mpremote romfs build`), as a board with a
-    ROMFS partition would hold it. Raises CalledProcessError with mpremote's output."""
-    subprocess.run([os.path.join(BIN, "mpremote"), "romfs", "--no-mpy", "-o", out, "build", mpy_dir],
-                   check=True, capture_output=True, text=True)
-    return out
 
 
 def machine():

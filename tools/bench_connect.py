@@ -25,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tools.bench import compile_mpy  # noqa: E402
+from tools.build import compile_mpy  # noqa: E402
 from tools.bench_wire import TimedLog  # noqa: E402
 from tools.cloud import LocalCloud  # noqa: E402
 from tools.simenv import SimEnv, registry  # noqa: E402

@@ -185,7 +185,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from firmware.at import RXBUF  # noqa: E402
-from tools.bench import build_romfs, compile_mpy  # noqa: E402
+from tools.build import build_romfs, compile_mpy  # noqa: E402
 from tools.cloud import LocalCloud  # noqa: E402
 from tools.console import console_client  # noqa: E402
 from tools.simenv import SimEnv, micropython_bin, registry  # noqa: E402
