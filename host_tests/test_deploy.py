@@ -16,11 +16,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from tools.proc import stop as stop_process  # noqa: E402
+from tools.proc import which  # noqa: E402
 from tools.vboard import VirtualBoard  # noqa: E402
 
-MPREMOTE = os.path.join(os.path.dirname(sys.executable), "mpremote")
-if not os.path.exists(MPREMOTE):
-    MPREMOTE = shutil.which("mpremote") or "mpremote"
+MPREMOTE = which("mpremote") or "mpremote"
 MODULES = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "firmware")) if f.endswith(".py"))
 SECRET = "DemoDeviceSecret0000000000000001"
 

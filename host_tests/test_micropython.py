@@ -4,19 +4,14 @@
 import ast
 import glob
 import os
-import shutil
 import subprocess
-import sys
 
 import pytest
 
+from tools.proc import micropython_bin
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-
-
-def micropython_bin():
-    cand = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return cand if os.path.exists(cand) else shutil.which("micropython")
 
 
 def _cases():

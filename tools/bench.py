@@ -31,11 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-
-def micropython_bin():
-    from tools.simenv import micropython_bin as mb
-
-    return mb()
+from tools.proc import micropython_bin  # noqa: E402
 
 
 def machine():

@@ -3,16 +3,11 @@
 tools/deploy.py compiles for a real board itself (board-specific mpy-cross options)."""
 import os
 import subprocess
-import sys
+
+from tools.proc import which
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.dirname(sys.executable)
 FW_FILES = ["boot.py", "main.py"]
-
-
-def mpy_cross_bin():
-    cand = os.path.join(BIN, "mpy-cross")
-    return cand if os.path.exists(cand) else "mpy-cross"
 
 
 def compile_mpy(dst):
@@ -21,13 +16,13 @@ def compile_mpy(dst):
     os.makedirs(os.path.join(dst, "firmware"), exist_ok=True)
     files = ["firmware/" + f for f in sorted(os.listdir(os.path.join(ROOT, "firmware"))) if f.endswith(".py")]
     for f in files + FW_FILES:
-        subprocess.run([mpy_cross_bin(), "-o", os.path.join(dst, f[:-3] + ".mpy"), f], check=True, cwd=ROOT)
+        subprocess.run([which("mpy-cross") or "mpy-cross", "-o", os.path.join(dst, f[:-3] + ".mpy"), f], check=True, cwd=ROOT)
     return dst
 
 
 def build_romfs(mpy_dir, out):
     """A ROMFS image of the compiled firmware (`mpremote romfs build`), as a board with a
     ROMFS partition would hold it. Raises CalledProcessError with mpremote's output."""
-    subprocess.run([os.path.join(BIN, "mpremote"), "romfs", "--no-mpy", "-o", out, "build", mpy_dir],
+    subprocess.run([which("mpremote") or "mpremote", "romfs", "--no-mpy", "-o", out, "build", mpy_dir],
                    check=True, capture_output=True, text=True)
     return out

@@ -21,6 +21,11 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # run as `python tools/deploy.py`
+    sys.path.insert(0, ROOT)
+
+from tools.proc import which  # noqa: E402
+
 OUT = os.path.join(ROOT, "build", "deploy")
 
 # run on the board before copying: make :firmware/ and empty it of code
@@ -41,8 +46,7 @@ class DeployError(Exception):
 
 
 def tool(name):
-    cand = os.path.join(os.path.dirname(sys.executable), name)
-    found = cand if os.path.exists(cand) else shutil.which(name)
+    found = which(name)
     if not found:
         raise DeployError("%s not found: run `make venv`" % name)
     return found

@@ -1,5 +1,20 @@
-"""Stopping a child process the one way every host tool and test does it."""
+"""Child processes the one way every host tool and test handles them: where the project's
+executables are, and stopping one."""
+import os
+import shutil
 import subprocess
+import sys
+
+
+def which(name):
+    """The executable `name` of the project's virtual environment (next to this Python),
+    else the one on PATH; None when there is neither."""
+    cand = os.path.join(os.path.dirname(sys.executable), name)
+    return cand if os.path.exists(cand) else shutil.which(name)
+
+
+def micropython_bin():
+    return which("micropython")
 
 
 def stop(proc, grace_s=10):

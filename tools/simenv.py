@@ -21,16 +21,12 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tools.cloud import LocalCloud  # noqa: E402
+from tools.proc import micropython_bin  # noqa: E402  (imported from here by the benchmarks)
 from tools.proc import stop as stop_process  # noqa: E402
 from tools.vmodule import VirtualModule  # noqa: E402
 
 REGISTRY = os.path.join(ROOT, "tools", "demo_devices.json")
 DEMO = {"productKey": "a1DemoPk001", "deviceName": "demo-device-1", "deviceSecret": "DemoDeviceSecret0000000000000001"}
-
-
-def micropython_bin():
-    cand = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return cand if os.path.exists(cand) else shutil.which("micropython")
 
 
 def registry():

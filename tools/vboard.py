@@ -23,12 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run as `python tools/vboard.py`
     sys.path.insert(0, ROOT)
 
+from tools.proc import micropython_bin  # noqa: E402
 from tools.proc import stop as stop_process  # noqa: E402
-
-
-def micropython_bin():
-    cand = os.path.join(os.path.dirname(sys.executable), "micropython")
-    return cand if os.path.exists(cand) else shutil.which("micropython")
 
 
 class VirtualBoard:
