@@ -398,6 +398,28 @@ def test_restart_broker_drops_connections_and_comes_back(cloud):
         d.close()
 
 
+def test_broker_crash_cuts_every_connection_and_comes_back(cloud):
+    # as when the broker process dies: no goodbye, but no connection may outlive it (a
+    # leftover one would go on PUBACKing publishes that no broker delivers)
+    plain = Dev(cloud, *direct(ident="conn-plain"), tls=False)
+    tls = Dev(cloud, *direct(pk=PK, dn=DN2, ds=DS2, securemode=2, ident="conn-tls"), tls=True)
+    try:
+        assert plain.rc == 0 and tls.rc == 0
+        for d in (plain, tls):
+            d.c.reconnect_delay_set(1, 1)
+            d.connected.clear()
+        cloud.restart_broker(crash=True)
+        assert plain.disconnected.wait(5) and tls.disconnected.wait(5)
+        assert plain.connected.wait(10) and tls.connected.wait(10)
+        assert plain.subscribe("/%s/%s/user/get" % (PK, DN)) == 1
+        cloud.publish("/%s/%s/user/get" % (PK, DN), b"after-crash")
+        wait_for(lambda: any(m[1] == b"after-crash" for m in plain.messages))
+        wait_for(lambda: cloud.online(PK, DN) and cloud.online(PK, DN2))
+    finally:
+        plain.close()
+        tls.close()
+
+
 # -- console CLI ----------------------------------------------------------------------------------
 def test_console_cli_watch_and_publish(cloud):
     env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -190,6 +190,15 @@ def test_broker_restart(cloud):
         assert "link event closed" in log_since(env, mark)
 
 
+def test_broker_crash(cloud):
+    with SimEnv(cloud=cloud, cfg=CFG) as env:
+        mark = started(env)
+        m = top(env)
+        cloud.restart_broker(crash=True)  # connections reset, no MQTT goodbye
+        recovered(env, m)
+        assert "link event closed" in log_since(env, mark)
+
+
 def test_server_kick(cloud):
     with SimEnv(cloud=cloud, cfg=CFG) as env:
         started(env)

@@ -10,20 +10,22 @@ from tools import soak
 
 
 def test_short_soak_every_fault_kind(tmp_path, capsys):
-    out = tmp_path / "soak.json"
+    out, cloud_log = tmp_path / "soak.json", tmp_path / "cloud.log"
     rc = soak.main(["--messages", "300", "--seed", "11", "--interval", "0.05", "--gap", "1.0",
-                    "--json", str(out), "--max-seconds", "170"])
+                    "--json", str(out), "--max-seconds", "170", "--cloud-log", str(cloud_log)])
     table = capsys.readouterr().out
     r = json.loads(out.read_text())
     print(table)
+    if not r["ok"] or r["broker_lost"]:  # shown by pytest only when an assertion fails
+        print("--- local cloud log (tail):\n" + "\n".join(cloud_log.read_text(errors="replace").splitlines()[-150:]))
     assert set(r["faults"]) == set(soak.FAULTS) and min(r["faults"].values()) >= 1, r["faults"]
     assert r["messages"] >= 300, table
     assert r["lost"] == 0 and r["lost_seqs"] == [], table
     # a seq missing at the cloud although the broker PUBACKed it was dropped by the local
     # broker (amqtt sends PUBACK before it processes the message: a kick/restart in between
-    # loses it); the firmware did its part. Counted, and rare: at most one per kick/restart
+    # loses it, as does a broker crash); the firmware did its part. Counted, and rare: at most one per kick/restart
     assert r["delivered"] + r["broker_lost"] == r["messages"], table
-    assert r["broker_lost"] <= r["faults"].get("kick", 0) + r["faults"].get("broker_restart", 0), table
+    assert r["broker_lost"] <= sum(r["faults"].get(k, 0) for k in ("kick", "broker_restart", "broker_crash")), table
     assert r["dropped_by_policy"] == 0 and r["firmware_stats"]["dropped"] == 0
     judged = r["faults_total"] - len(r["harness_errors"])  # a failed cloud control call: not judged
     assert len(r["harness_errors"]) <= 1, r["harness_errors"]

@@ -251,10 +251,11 @@ class LocalCloud:
         """Server-side disconnect of every connection of this device; returns how many."""
         return self._control("kick", productKey=pk, deviceName=dn)["kicked"]
 
-    def restart_broker(self):
+    def restart_broker(self, crash=False):
         """Drop every MQTT connection and restart the broker on the same ports (registry,
-        tokens and the uplink record survive)."""
-        self._control("restart_broker")
+        tokens and the uplink record survive). crash: cut the connections without a graceful
+        shutdown, as when the broker process dies (also what a stuck shutdown falls back to)."""
+        self._control("restart_broker", **({"crash": "1"} if crash else {}))
 
     def advance_clock(self, seconds):
         """Move the cloud's clock (token expiry) forward."""
@@ -392,15 +393,18 @@ async def _serve(args, st, console, certs):
 
     restart_lock = asyncio.Lock()
 
-    async def restart_broker():
+    async def restart_broker(crash=False):
         async with restart_lock:
             old = holder["broker"]
-            try:
-                await asyncio.wait_for(old.drop_everyone(), 10)
-                await asyncio.wait_for(old.shutdown(), 10)
-            except Exception as e:  # a stuck shutdown must not leave a half-shut broker
-                logging.getLogger("cloud").warning("broker shutdown stuck (%r): closing it by force", e)
+            if crash:  # as if the broker process died: every connection cut, no goodbye
                 old.force_close()
+            else:
+                try:
+                    await asyncio.wait_for(old.drop_everyone(), 10)
+                    await asyncio.wait_for(old.shutdown(), 10)
+                except Exception as e:  # a stuck shutdown must not leave a half-shut broker
+                    logging.getLogger("cloud").warning("broker shutdown stuck (%r): closing it by force", e)
+                    old.force_close()
             await start_broker()
 
     async def on_loop(fn):
@@ -415,7 +419,7 @@ async def _serve(args, st, console, certs):
         if op == "kick":
             return {"kicked": call(holder["broker"].kick(form["productKey"], form["deviceName"]))}
         if op == "restart_broker":
-            call(restart_broker())
+            call(restart_broker(form.get("crash") == "1"))
             return {"ok": True, "mqtt_port": ports[0], "mqtts_port": ports[1]}
         if op == "advance_clock":
             with st.lock:

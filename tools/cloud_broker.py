@@ -120,11 +120,17 @@ class _MinQos(dict):
 
 
 class _Live:
-    __slots__ = ("done", "handler", "identity", "session")
+    __slots__ = ("done", "handler", "identity", "session", "writer")
 
-    def __init__(self, session, identity, handler):
-        self.session, self.identity, self.handler = session, identity, handler
+    def __init__(self, session, identity, handler, writer):
+        self.session, self.identity, self.handler, self.writer = session, identity, handler, writer
         self.done = asyncio.Event()
+
+    def abort(self):
+        """Cut the TCP connection now (RST), whatever state amqtt's tasks are in."""
+        transport = getattr(getattr(self.writer, "_writer", None), "transport", None)  # amqtt StreamWriterAdapter
+        if transport is not None:
+            transport.abort()
 
 
 class _DualServer:
@@ -148,6 +154,20 @@ class _DualServer:
             t.add_done_callback(self._conns.discard)
 
     async def _serve(self, conn):
+        streams = None
+        try:
+            streams = await self._accept(conn)
+            if streams is not None:
+                await self._on_connection(*streams)
+        except asyncio.CancelledError:  # close(): the connection goes with the listener
+            if streams is not None:
+                streams[1].transport.abort()
+            conn.close()
+            raise
+
+    async def _accept(self, conn):
+        """(reader, writer) of a new connection, TLS or not by its first byte; None if it
+        went away first."""
         loop = asyncio.get_running_loop()
         try:
             conn.setblocking(False)
@@ -160,7 +180,7 @@ class _DualServer:
             first = conn.recv(1, socket.MSG_PEEK)
             if not first:
                 conn.close()
-                return
+                return None
             tls = first == b"\x16"
             reader = asyncio.StreamReader(limit=2 ** 16)
             protocol = asyncio.StreamReaderProtocol(reader)
@@ -170,8 +190,8 @@ class _DualServer:
         except (OSError, ssl.SSLError, TimeoutError) as e:
             log.info("dual listener: connection dropped before MQTT: %r", e)
             conn.close()
-            return
-        await self._on_connection(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+            return None
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
     def close(self):
         self._task.cancel()
@@ -235,7 +255,7 @@ class AliyunBroker(Broker):
             session.keep_alive = session.keep_alive * 3 // 2  # cut off after 1.5 x keepalive
             self.cloud_state.activate(identity[1], identity[2])
         handler.handle_read_timeout = lambda: asyncio.ensure_future(handler.handle_connection_closed())
-        live = self._live[handler] = _Live(session, identity, handler)
+        live = self._live[handler] = _Live(session, identity, handler, writer)
         log.info("online %r as %r", session.client_id, identity)
         try:
             await super()._handle_client_session(reader, writer, session, handler, server, listener_name)
@@ -256,7 +276,8 @@ class AliyunBroker(Broker):
         try:
             await asyncio.wait_for(live.done.wait(), wait)
         except TimeoutError:
-            log.warning("kick of %r did not finish", live.session.client_id)
+            log.warning("kick of %r did not finish: connection aborted", live.session.client_id)
+            live.abort()
 
     async def drop_everyone(self):
         """Close every client connection (before a restart): amqtt's own shutdown can hang
@@ -265,11 +286,16 @@ class AliyunBroker(Broker):
             await self._kick(lv)
 
     def force_close(self):
-        """Stop listening and cut every connection, whatever state amqtt is in."""
+        """Stop listening and cut every connection, whatever state amqtt is in: as when a
+        broker process dies. Closing a listener leaves its accepted connections open (and
+        cancelling amqtt's session task leaves its packet reader running: it would go on
+        PUBACKing a device's publishes that nobody delivers), so each one is aborted."""
         for server in list(self._servers.values()):
             inst = getattr(server, "instance", None)
             if inst is not None:
                 inst.close()
+        for lv in list(self._live.values()):
+            lv.abort()
 
     async def kick(self, pk, dn):
         targets = [lv for lv in self._live.values() if lv.identity == ("device", pk, dn)]

@@ -25,6 +25,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import sys
 import threading
 import time
@@ -36,7 +37,7 @@ if ROOT not in sys.path:
 from tools.simenv import SimEnv  # noqa: E402
 
 FAULTS = ("closed", "pdp_loss", "reboot", "power_cycle", "garbage", "drop_bytes", "mute",
-          "slow", "sim_removed", "broker_restart", "kick")
+          "slow", "sim_removed", "broker_restart", "broker_crash", "kick")
 PDP_URCS = ("+PDP: DEACT", "+PDP DEACT", "+CGEV: NW PDN DEACT 1", "+SAPBR 1: DEACT")
 
 
@@ -115,7 +116,7 @@ class Soak:
             vm.sim_removed()
             time.sleep(rng.uniform(0.3, 3.0))
             vm.sim_inserted()
-        elif kind == "broker_restart":
+        elif kind in ("broker_restart", "broker_crash"):
             # in a thread: the control call can take long (it returns when the new broker
             # listens); the recovery time is measured from the injection either way
             t = threading.Thread(target=self._restart_broker, args=(env, kind), daemon=True)
@@ -127,7 +128,7 @@ class Soak:
 
     def _restart_broker(self, env, kind):
         try:
-            env.cloud.restart_broker()
+            env.cloud.restart_broker(crash=kind == "broker_crash")
         except Exception as e:  # a harness/cloud problem, not the firmware's
             self.harness_errors.append("%s: %r" % (kind, e))
 
@@ -213,6 +214,8 @@ class Soak:
             if a.log:
                 with open(a.log, "w") as f:
                     f.write(text + "\n")
+            if a.cloud_log:  # the cloud's state dir goes with it: keep its log for a post-mortem
+                shutil.copyfile(os.path.join(env.cloud.state_dir, "cloud.log"), a.cloud_log)
             self.elapsed = time.monotonic() - started
             return self.report(env, n, seqs, fw_stats, text)
 
@@ -314,6 +317,7 @@ def main(argv=None):
     ap.add_argument("--max-seconds", type=float, default=6 * 3600)
     ap.add_argument("--json", help="write the figures to this file")
     ap.add_argument("--log", help="write the firmware's whole log to this file")
+    ap.add_argument("--cloud-log", help="write the local cloud's whole log (broker, auth) to this file")
     ap.add_argument("-q", "--quiet", action="store_true", help="no line per fault")
     args = ap.parse_args(argv)
     args.faults = [k.strip() for k in args.faults.split(",") if k.strip()]
