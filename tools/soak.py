@@ -20,6 +20,7 @@ Exit status 0 when nothing was lost, every fault recovered, every downlink arriv
 Traceback appeared in the firmware log. --json FILE writes the figures for tests.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -132,6 +133,16 @@ class Soak:
         except Exception as e:  # a harness/cloud problem, not the firmware's
             self.harness_errors.append("%s: %r" % (kind, e))
 
+    @contextlib.contextmanager
+    def keep_cloud_log(self, env):
+        """--cloud-log: copy the local cloud's log before its state dir goes, however the run
+        ends (a post-mortem of the broker's side)."""
+        try:
+            yield
+        finally:
+            if self.a.cloud_log:
+                shutil.copyfile(os.path.join(env.cloud.state_dir, "cloud.log"), self.a.cloud_log)
+
     def next_kind(self, plan):
         if plan:
             return plan.pop(0)
@@ -143,7 +154,7 @@ class Soak:
         cfg = {"interval": a.interval, "outbox": a.outbox, "backoff_min_ms": a.backoff_min,
                "backoff_max_ms": a.backoff_max, "stats_interval": 2, "keepalive": 60}
         started = time.monotonic()
-        with SimEnv(flow=a.flow, cfg=cfg, vm={"seed": a.seed}) as env:
+        with SimEnv(flow=a.flow, cfg=cfg, vm={"seed": a.seed}) as env, self.keep_cloud_log(env):
             fw = env.firmware
             fw.wait_log("link: mqtt -> up", timeout=60)
             plan = []
@@ -214,8 +225,6 @@ class Soak:
             if a.log:
                 with open(a.log, "w") as f:
                     f.write(text + "\n")
-            if a.cloud_log:  # the cloud's state dir goes with it: keep its log for a post-mortem
-                shutil.copyfile(os.path.join(env.cloud.state_dir, "cloud.log"), a.cloud_log)
             self.elapsed = time.monotonic() - started
             return self.report(env, n, seqs, fw_stats, text)
 
