@@ -39,6 +39,8 @@ from tools.simenv import SimEnv  # noqa: E402
 
 FAULTS = ("closed", "pdp_loss", "reboot", "power_cycle", "garbage", "drop_bytes", "mute",
           "slow", "sim_removed", "broker_restart", "broker_crash", "kick")
+# faults in whose window the local broker may lose a message it already PUBACKed (SOAK.md)
+BROKER_SIDE = ("broker_restart", "broker_crash", "kick")
 PDP_URCS = ("+PDP: DEACT", "+PDP DEACT", "+CGEV: NW PDN DEACT 1", "+SAPBR 1: DEACT")
 
 
