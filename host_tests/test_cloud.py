@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import urllib.parse
 import urllib.request
 
@@ -418,6 +419,50 @@ def test_broker_crash_cuts_every_connection_and_comes_back(cloud):
     finally:
         plain.close()
         tls.close()
+
+
+def test_kick_that_does_not_finish_aborts_the_connection():
+    # a kick asks amqtt to close the session; when that never completes (amqtt stuck), the
+    # TCP connection must still be cut, else the device stays on a session nobody serves
+    import asyncio
+
+    from amqtt.adapters import StreamWriterAdapter
+
+    from tools.cloud_broker import AliyunBroker, _Live
+
+    class Handler:  # amqtt's handler: closes the session, then the broker marks it done
+        def __init__(self, finishes):
+            self.finishes = finishes
+            self.live = None
+
+        async def handle_connection_closed(self):
+            if self.finishes:
+                self.live.done.set()
+
+    async def kick(finishes):
+        accepted = asyncio.Queue()
+        server = await asyncio.start_server(lambda r, w: accepted.put_nowait(w), "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        handler = Handler(finishes)
+        live = _Live(session=types.SimpleNamespace(client_id="kick-test"), identity=("device", PK, DN),
+                     handler=handler, writer=StreamWriterAdapter(await accepted.get()))
+        handler.live = live
+        t0 = time.monotonic()
+        await AliyunBroker._kick(None, live, wait=0.3)
+        took = time.monotonic() - t0
+        try:  # what the device sees: the connection closed (EOF or reset), or still open
+            got = "closed" if await asyncio.wait_for(reader.read(1), 0.5) == b"" else "data"
+        except ConnectionResetError:
+            got = "closed"
+        except asyncio.TimeoutError:
+            got = "open"
+        writer.close()
+        server.close()
+        return got, took
+
+    assert asyncio.run(kick(finishes=False))[0] == "closed"
+    got, took = asyncio.run(kick(finishes=True))
+    assert got == "open" and took < 0.3  # a kick that completes is left to amqtt: no abort
 
 
 # -- console CLI ----------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ class _Live:
         self.done = asyncio.Event()
 
     def abort(self):
-        """Cut the TCP connection now (RST), whatever state amqtt's tasks are in."""
+        """Cut the TCP connection now (nothing flushed), whatever state amqtt's tasks are in."""
         transport = getattr(getattr(self.writer, "_writer", None), "transport", None)  # amqtt StreamWriterAdapter
         if transport is not None:
             transport.abort()
