@@ -9,7 +9,7 @@ import json
 
 from firmware import log
 from firmware.aliyun import CloudError, client_id
-from firmware.sign import _client_id, _method, _name, _secret, _sign, _text, _timestamp
+from firmware.sign import check_client_id, check_name, check_secret, check_text, check_timestamp, digest_name, sign_hex
 
 _TAG = "aliyun"
 
@@ -52,13 +52,13 @@ def auth_form(product_key, device_name, device_secret, client_id=None, method="h
     """Flow A: url-encoded body for POST /auth/devicename. client_id defaults to the
     device name (as in the seed walkthrough). signmethod is sent only when not hmacmd5,
     timestamp only when given. len(body) (ASCII) is the AT+HTTPDATA length."""
-    pk = _name(product_key, "product_key")
-    dn = _name(device_name, "device_name")
-    ds = _secret(device_secret, "device_secret")
-    cid = _client_id(client_id, dn)
-    name = _method(method)
-    ts = _timestamp(timestamp)
-    sign = _sign(name, ds, (("clientId", cid), ("deviceName", dn), ("productKey", pk), ("timestamp", ts)))
+    pk = check_name(product_key, "product_key")
+    dn = check_name(device_name, "device_name")
+    ds = check_secret(device_secret, "device_secret")
+    cid = check_client_id(client_id, dn)
+    name = digest_name(method)
+    ts = check_timestamp(timestamp)
+    sign = sign_hex(name, ds, (("clientId", cid), ("deviceName", dn), ("productKey", pk), ("timestamp", ts)))
     body = "productKey=%s&sign=%s&clientId=%s&deviceName=%s" % (_quote(pk), sign, _quote(cid), _quote(dn))
     if name != "md5":
         body += "&signmethod=hmac" + name
@@ -69,12 +69,12 @@ def auth_form(product_key, device_name, device_secret, client_id=None, method="h
 
 def register_form(product_key, device_name, product_secret, random, method="hmacsha256"):
     """Flow C: url-encoded body for POST /auth/register/device (note `signMethod`)."""
-    pk = _name(product_key, "product_key")
-    dn = _name(device_name, "device_name")
-    ps = _secret(product_secret, "product_secret")
-    rnd = _text(random, "random")
-    name = _method(method)
-    sign = _sign(name, ps, (("deviceName", dn), ("productKey", pk), ("random", rnd)))
+    pk = check_name(product_key, "product_key")
+    dn = check_name(device_name, "device_name")
+    ps = check_secret(product_secret, "product_secret")
+    rnd = check_text(random, "random")
+    name = digest_name(method)
+    sign = sign_hex(name, ps, (("deviceName", dn), ("productKey", pk), ("random", rnd)))
     return "productKey=%s&deviceName=%s&random=%s&sign=%s&signMethod=hmac%s" % (
         _quote(pk), _quote(dn), _quote(rnd), sign, name)
 

@@ -3,7 +3,7 @@
 # by name, name+value joined.
 #   mqtt_credentials()  Flow B, MQTT direct: (clientId, username, password)
 # The form bodies of Flow A (/auth/devicename) and Flow C (/auth/register/device) are built
-# in firmware/auth.py from the same checks and _sign(), loaded only by the flows that POST.
+# in firmware/auth.py from the same checks and sign_hex(), loaded only by the flows that POST.
 #
 # hashlib is used when the board has the digest. A plain Raspberry Pi Pico build has no
 # hashlib.md5 (MicroPython ties md5 to TLS support), so MD5 and SHA-1 also exist in pure
@@ -73,10 +73,10 @@ def _hmac(name, key, msg, force_fallback=False):
     return h.digest()
 
 
-# --- argument checks ------------------------------------------------------------------
+# --- argument checks (firmware/auth.py uses them too) ---------------------------------
 
 
-def _method(method):
+def digest_name(method):
     if isinstance(method, str):
         name = _METHODS.get(method.lower())
         if name is not None:
@@ -100,14 +100,14 @@ def _bytes(value, field):
     return value
 
 
-def _secret(value, field):
+def check_secret(value, field):
     value = _bytes(value, field)
     if not value:
         raise ValueError(field + ": must not be empty")
     return value
 
 
-def _text(value, field):
+def check_text(value, field):
     if isinstance(value, (bytes, bytearray)):
         try:
             value = str(value, "utf-8")
@@ -122,17 +122,17 @@ def _text(value, field):
     return value
 
 
-def _name(value, field):
-    value = _text(value, field)
+def check_name(value, field):
+    value = check_text(value, field)
     if "|" in value or "&" in value:
         raise ValueError(field + ": must not contain '|' or '&'")
     return value
 
 
-def _client_id(value, default):
+def check_client_id(value, default):
     if value is None:
         value = default
-    value = _text(value, "client_id")
+    value = check_text(value, "client_id")
     if "|" in value:
         raise ValueError("client_id: must not contain '|'")
     if len(value) > _MAX_CLIENT_ID:
@@ -140,7 +140,7 @@ def _client_id(value, default):
     return value
 
 
-def _timestamp(value):
+def check_timestamp(value):
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -159,7 +159,7 @@ def sign_content(fields):
     return "".join(n + v for n, v in sorted(f for f in fields if f[1] is not None))
 
 
-def _sign(name, secret, fields):
+def sign_hex(name, secret, fields):
     return hexlify(_hmac(name, secret, sign_content(fields).encode())).decode()
 
 
@@ -169,8 +169,8 @@ def _sign(name, secret, fields):
 def hmac_hex(method, key, message):
     """Lower-case hex HMAC. method: hmacmd5 / hmacsha1 / hmacsha256 (any case);
     key and message: str (UTF-8) or bytes."""
-    name = _method(method)
-    return hexlify(_hmac(name, _secret(key, "key"), _bytes(message, "message"))).decode()
+    name = digest_name(method)
+    return hexlify(_hmac(name, check_secret(key, "key"), _bytes(message, "message"))).decode()
 
 
 def mqtt_credentials(product_key, device_name, device_secret, client_id=None,
@@ -178,15 +178,15 @@ def mqtt_credentials(product_key, device_name, device_secret, client_id=None,
     """Flow B (MQTT direct): returns (mqtt_client_id, username, password).
     client_id defaults to "{product_key}.{device_name}"; timestamp (ms) is signed and
     sent only when given; securemode 2 = TLS, 3 = plain TCP."""
-    pk = _name(product_key, "product_key")
-    dn = _name(device_name, "device_name")
-    ds = _secret(device_secret, "device_secret")
-    cid = _client_id(client_id, pk + "." + dn)
-    name = _method(method)
-    ts = _timestamp(timestamp)
+    pk = check_name(product_key, "product_key")
+    dn = check_name(device_name, "device_name")
+    ds = check_secret(device_secret, "device_secret")
+    cid = check_client_id(client_id, pk + "." + dn)
+    name = digest_name(method)
+    ts = check_timestamp(timestamp)
     if securemode not in (2, 3):
         raise ValueError("securemode: must be 2 (TLS) or 3 (TCP)")
-    password = _sign(name, ds, (("clientId", cid), ("deviceName", dn), ("productKey", pk), ("timestamp", ts)))
+    password = sign_hex(name, ds, (("clientId", cid), ("deviceName", dn), ("productKey", pk), ("timestamp", ts)))
     method = "hmac" + name
     if ts is None:
         mqtt_id = "%s|securemode=%d,signmethod=%s|" % (cid, securemode, method)
