@@ -447,9 +447,7 @@ def test_kick_that_does_not_finish_aborts_the_connection():
         live = _Live(session=types.SimpleNamespace(client_id="kick-test"), identity=("device", PK, DN),
                      handler=handler, writer=StreamWriterAdapter(await accepted.get()))
         handler.live = live
-        t0 = time.monotonic()
         await AliyunBroker._kick(None, live, wait=0.3)
-        took = time.monotonic() - t0
         try:  # what the device sees: the connection closed (EOF or reset), or still open
             got = "closed" if await asyncio.wait_for(reader.read(1), 0.5) == b"" else "data"
         except ConnectionResetError:
@@ -458,11 +456,10 @@ def test_kick_that_does_not_finish_aborts_the_connection():
             got = "open"
         writer.close()
         server.close()
-        return got, took
+        return got
 
-    assert asyncio.run(kick(finishes=False))[0] == "closed"
-    got, took = asyncio.run(kick(finishes=True))
-    assert got == "open" and took < 0.3  # a kick that completes is left to amqtt: no abort
+    assert asyncio.run(kick(finishes=False)) == "closed"
+    assert asyncio.run(kick(finishes=True)) == "open"  # a kick that completes is left to amqtt: no abort
 
 
 # -- console CLI ----------------------------------------------------------------------------------
