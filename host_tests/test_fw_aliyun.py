@@ -2,9 +2,8 @@
 # byte for byte, with the sign and body length computed on the device.
 from fwtest import StubUART, raises
 
-from firmware import config, sign
+from firmware import auth, config, sign
 from firmware.air72x import Air72x
-from firmware import auth
 from firmware.aliyun import CloudError, Topics, connect, credentials, mqtt_host
 from firmware.auth import auth_url, http_auth
 

@@ -188,7 +188,8 @@ from firmware.at import RXBUF  # noqa: E402
 from tools.build import build_romfs, compile_mpy  # noqa: E402
 from tools.cloud import LocalCloud  # noqa: E402
 from tools.console import console_client  # noqa: E402
-from tools.simenv import SimEnv, micropython_bin, registry  # noqa: E402
+from tools.proc import micropython_bin  # noqa: E402
+from tools.simenv import SimEnv, registry  # noqa: E402
 
 BAD = ("MemoryError", "Traceback")
 MB = "MEM "
@@ -433,14 +434,9 @@ def import_cost(mpy_dir, lo=16, hi=256):
                            capture_output=True, text=True, timeout=60)
         return p.returncode == 0
 
-    if fits(hi):
-        while hi - lo > 1:  # invariant: hi fits, lo does not
-            mid = (lo + hi) // 2
-            if fits(mid):
-                hi = mid
-            else:
-                lo = mid
-        res["import_floor_k"] = hi
+    k = bisect(fits, lo, hi, 1)
+    if k:
+        res["import_floor_k"] = k
     return res
 
 

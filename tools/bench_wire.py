@@ -151,7 +151,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tools.simenv import SimEnv, micropython_bin  # noqa: E402
+from tools.proc import micropython_bin  # noqa: E402
+from tools.simenv import SimEnv  # noqa: E402
 
 
 def say(*a):

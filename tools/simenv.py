@@ -21,7 +21,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tools.cloud import LocalCloud  # noqa: E402
-from tools.proc import micropython_bin  # noqa: E402  (imported from here by the benchmarks)
+from tools.proc import micropython_bin  # noqa: E402
 from tools.proc import stop as stop_process  # noqa: E402
 from tools.vmodule import VirtualModule  # noqa: E402
 
