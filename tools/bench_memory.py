@@ -320,16 +320,19 @@ def romfs_floor(cloud, mpy_dir, flow, floor, step, n, interval, tried):
     built with a ROMFS partition: bytecode and string constants stay in flash. The unix
     port has no flash, so the image is one bytearray at the bottom of the heap; its size is
     taken off the heap size found. {"image_bytes", "heap_k", "firmware_k"} or {"error"}."""
-    img = os.path.join(tempfile.mkdtemp(prefix="bench-romfs-"), "firmware.romfs")
+    tmp = tempfile.mkdtemp(prefix="bench-romfs-")
+    img = os.path.join(tmp, "firmware.romfs")
     try:
-        build_romfs(mpy_dir, img)
-    except (OSError, subprocess.CalledProcessError) as e:
-        return {"error": ("%s %s" % (e, getattr(e, "stdout", "") or ""))[-300:]}
-    size = os.path.getsize(img)
-    image_k = (size + 1023) // 1024
-    test = trial(cloud, mpy_dir, flow, n, interval, tried, romfs=img, label=flow + " (ROMFS)")
-    k = bisect(test, image_k + step, image_k + floor + 4 * step, step)
-    shutil.rmtree(os.path.dirname(img), ignore_errors=True)
+        try:
+            build_romfs(mpy_dir, img)
+        except (OSError, subprocess.CalledProcessError) as e:
+            return {"error": ("%s %s" % (e, getattr(e, "stdout", "") or ""))[-300:]}
+        size = os.path.getsize(img)
+        image_k = (size + 1023) // 1024
+        test = trial(cloud, mpy_dir, flow, n, interval, tried, romfs=img, label=flow + " (ROMFS)")
+        k = bisect(test, image_k + step, image_k + floor + 4 * step, step)
+    finally:  # the image goes however the runs end
+        shutil.rmtree(tmp, ignore_errors=True)
     say("memory: flow %s from a ROMFS image of %d B: %s" % (flow, size, "%d KiB heap" % k if k else "no pass"))
     return {"image_bytes": size, "heap_k": k, "firmware_k": (k - size / 1024.0) if k else None}
 
