@@ -502,6 +502,21 @@ def test_cloud_script_runs_demo_registry(tmp_path):
     assert not (tmp_path / "cloud.json").exists()
 
 
+def test_cloud_script_stops_cleanly_on_sigterm_right_after_its_banner(tmp_path):
+    # a script that waits for the banner and stops the cloud at once must get a clean exit
+    # (state saved, cloud.json removed), not a death by the default SIGTERM action
+    p = subprocess.Popen([sys.executable, "tools/cloud.py", "--registry", "tools/demo_devices.json",
+                          "--state", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert "local aliyun: auth" in p.stdout.readline()
+    finally:
+        p.terminate()
+        assert p.wait(15) == 0
+        p.stdout.close()
+    assert not (tmp_path / "cloud.json").exists()
+    assert (tmp_path / "state.json").exists()
+
+
 # -- the official Aliyun Python SDK ----------------------------------------------------------------
 _PahoClient = mqtt.Client  # linkkit's `mqtt.Client` is patched below; keep the real class
 

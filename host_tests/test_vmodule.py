@@ -678,7 +678,9 @@ def test_cli_prints_url_and_runs_until_killed():
         s.close()
     finally:
         p.terminate()
-        p.wait(5)
+        assert p.wait(5) == 0                    # SIGTERM is a clean stop, not a kill
+        p.stdout.close()
+        p.stderr.close()
 
 
 def test_attach_after_seconds_reply_delay_restart_and_refused_port(host):

@@ -436,6 +436,10 @@ async def _serve(args, st, console, certs):
                                     for d in st.devices.values()]}
         raise ValueError("unknown control op %r" % op)
 
+    stop = asyncio.Event()  # before anything is announced: a SIGTERM right after the banner stops cleanly
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
     await start_broker()
     st.mqtt_port = ports[0]
     http = AuthHTTPServer(st, args.host, args.auth_port, control=control, control_token=console[1],
@@ -455,10 +459,6 @@ async def _serve(args, st, console, certs):
     print("local aliyun: auth %s  mqtt tcp %s:%d  mqtt tls %s:%d  (CA %s)" % (
         info["auth_url"], args.host, ports[0], args.host, ports[1], ca), flush=True)
     print("console: python tools/console.py --state %s watch PK DN" % args.state, flush=True)
-
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
     orphaned = []
 

@@ -1656,13 +1656,13 @@ def main(argv=None):
                        attach_after=a.attach_after, imei=a.imei, iccid=a.iccid, seed=a.seed,
                        reply_delay=a.reply_delay, connect_delay=a.connect_delay,
                        http_delay=a.http_delay, idle_close=a.idle_close)
+    stop = threading.Event()  # before the URL is announced: a SIGTERM right after it stops cleanly
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     vm.start()
     for f in a.fault:
         kind, _, at = f.partition("@")
         vm.schedule(kind, delay=float(at or 0))
     print(vm.url, flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     shown = 0
     try:
         while not stop.wait(0.2):
