@@ -1,5 +1,6 @@
 # Tests of the local Aliyun (tools/cloud.py): auth endpoint, broker logins, ACL, console API,
 # and the official Aliyun Python SDK (linkkit) against it. Devices are paho-mqtt clients.
+import contextlib
 import hashlib
 import hmac
 import json
@@ -19,6 +20,7 @@ import pytest
 
 from tools.cloud import LocalCloud
 from tools.cloud_auth import hmac_hex
+from tools.proc import stop as stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PK, DN, DS = "a1TestPk001", "dev-1", "Secret0123456789abcdefABCDEF0001"
@@ -486,33 +488,33 @@ def test_console_cli_watch_and_publish(cloud):
         w.stdout.close()
 
 
-def test_cloud_script_runs_demo_registry(tmp_path):
+@contextlib.contextmanager
+def cloud_script(state_dir):
+    """`python tools/cloud.py` on the demo registry; SIGTERM afterwards must be a clean exit."""
     p = subprocess.Popen([sys.executable, "tools/cloud.py", "--registry", "tools/demo_devices.json",
-                          "--state", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                          "--state", str(state_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
+        yield p
+    finally:
+        assert stop_process(p, 15) == 0
+        p.stdout.close()
+
+
+def test_cloud_script_runs_demo_registry(tmp_path):
+    with cloud_script(tmp_path) as p:
         line = p.stdout.readline()
         assert "mqtt tcp 127.0.0.1:" in line and "auth http://127.0.0.1:" in line
         info = json.load(open(tmp_path / "cloud.json"))
         f = auth_form(pk="b0FMK1Ga5cp", dn="862991419835241", ds="y7MTCG6Gk33Ux26bbWSpANI4Oal0bg5Q")
         assert post(info["auth_url"] + "/auth/devicename", f)["code"] == 200
-    finally:
-        p.terminate()
-        assert p.wait(15) == 0
-        p.stdout.close()
     assert not (tmp_path / "cloud.json").exists()
 
 
 def test_cloud_script_stops_cleanly_on_sigterm_right_after_its_banner(tmp_path):
     # a script that waits for the banner and stops the cloud at once must get a clean exit
     # (state saved, cloud.json removed), not a death by the default SIGTERM action
-    p = subprocess.Popen([sys.executable, "tools/cloud.py", "--registry", "tools/demo_devices.json",
-                          "--state", str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
+    with cloud_script(tmp_path) as p:
         assert "local aliyun: auth" in p.stdout.readline()
-    finally:
-        p.terminate()
-        assert p.wait(15) == 0
-        p.stdout.close()
     assert not (tmp_path / "cloud.json").exists()
     assert (tmp_path / "state.json").exists()
 
