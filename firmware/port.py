@@ -1,6 +1,6 @@
 # The one seam between MicroPython and CPython. Firmware modules import these names
 # from here and nowhere else: const, ticks_ms/ticks_diff/ticks_add, sleep_ms, hexlify,
-# copier, drop, MICROPYTHON.
+# copier, drop, MICROPYTHON, TICKS_PERIOD, TICKS_MAX_MS.
 import sys
 
 MICROPYTHON = sys.implementation.name == "micropython"
@@ -15,7 +15,8 @@ except ImportError:  # CPython
 
 try:
     from time import ticks_ms, ticks_diff, ticks_add, sleep_ms  # pyright: ignore[reportAssignmentType]
-except ImportError:  # CPython: same contract, wraps at 2**30 like a 32-bit board
+except ImportError:  # CPython: same contract as a 32-bit board: wraps at 2**30, and
+    # ticks_add refuses a delta of half the period or more (rp2 and esp32 raise OverflowError)
     import time as _time
 
     _PERIOD = 1 << 30
@@ -25,6 +26,8 @@ except ImportError:  # CPython: same contract, wraps at 2**30 like a 32-bit boar
         return int(_time.monotonic() * 1000) & (_PERIOD - 1)  # pyright: ignore[reportAttributeAccessIssue]
 
     def ticks_add(t, delta):
+        if not -_HALF <= delta < _HALF:
+            raise OverflowError("ticks interval overflow")
         return (t + delta) & (_PERIOD - 1)
 
     def ticks_diff(a, b):
@@ -33,6 +36,9 @@ except ImportError:  # CPython: same contract, wraps at 2**30 like a 32-bit boar
     def sleep_ms(ms):
         _time.sleep(ms / 1000)
 
+
+TICKS_PERIOD = ticks_add(0, -1) + 1  # 2**30 on boards (and here on CPython); larger on unix
+TICKS_MAX_MS = const(0x1FFFFFFF)  # the longest delta every board's ticks_add takes (2**29 - 1)
 
 from binascii import hexlify  # noqa: E402, F401  (re-exported; both interpreters have it)
 

@@ -153,3 +153,33 @@ def release_log():
 def msub(topic, payload):
     """A +MSUB downlink URC exactly as the module frames it (payload read by count)."""
     return b'\r\n+MSUB: "' + topic + b'",' + str(len(payload)).encode() + b" byte," + payload + b"\r\n"
+
+
+class VirtualClock:
+    """A ticks_ms clock that only moves when slept on (or advanced), starting `before_wrap` ms
+    before the interpreter's ticks wrap, as a board's clock does after ~12 days. Give it to the
+    engine: at.ticks = clock.ticks; at.sleep = clock.sleep (the driver's waits use those too),
+    and a stub's delay of N empty reads becomes N ms of virtual time."""
+
+    def __init__(self, before_wrap=5000):
+        from firmware.port import TICKS_PERIOD
+
+        self.period = TICKS_PERIOD
+        self.now = (TICKS_PERIOD - before_wrap) % TICKS_PERIOD
+        self.slept = 0  # total ms slept
+
+    def ticks(self):
+        return self.now
+
+    def sleep(self, ms):
+        ms = max(0, int(ms))
+        self.slept += ms
+        self.now = (self.now + ms) % self.period
+
+    advance = sleep
+
+    def since(self, t):
+        """ms elapsed since the tick value t (wrap-safe)."""
+        from firmware.port import ticks_diff
+
+        return ticks_diff(self.now, t)
