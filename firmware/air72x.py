@@ -1,19 +1,24 @@
 # The Air72x (Air724UG family) driver: typed calls over the AT engine. It owns what the
-# module's commands mean (../shared/AT_DIALECT.md): bring-up, the HTTP bearer and POST,
+# module's commands mean (docs/at-dialect.md): bring-up, the HTTP bearer and POST,
 # MQTT connect/subscribe/publish, downlinks, and link events. It knows nothing of Aliyun.
 #
 # Downlinks and link events are queued when they arrive (possibly in the middle of another
-# command) and handed to on_message / on_event from poll(), never from inside a command,
-# so a handler may itself publish.
+# command) and handed to on_message / on_event from poll() after every read, never from
+# inside a command, so a handler may itself publish. While a command waits, downlinks queue
+# against a byte budget (_INBOX_BYTES); only a single wait that receives more than that
+# drops (the oldest, counted in stats["downlinks_dropped"]).
 from firmware import log
-from firmware.at import AT, ATAbort, ATError, ATTimeout, ModemError
-from firmware.port import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
+from firmware.at import AT, ATAbort, ATError, ATTimeout, ModemError, text
+from firmware.port import const, ticks_add, ticks_diff
 
 _TAG = "air72x"
 MIN_VERSION = const(409)  # Aliyun's MQTT needs module firmware V409 or later
 MPUBEX_VERSION = const(907)  # AT+MPUBEX exists from V907 on
 MPUB_MAX = const(2384)  # longest quoted AT+MPUB message (after escaping)
 PAYLOAD_MAX = const(8192)  # longest payload the driver sends through AT+MPUBEX
+MSUB_MAX = const(10240)  # longest downlink payload a module delivers (+MSUB count)
+HTTPREAD_MAX = const(10240)  # longest HTTP answer read back (+HTTPREAD count)
+TOPIC_MAX = const(128)  # longest topic (the official Aliyun device SDKs' limit)
 _AT_TRIES = const(20)  # autobaud: upper-case AT this many times before giving up
 _AT_MS = const(300)
 _ATTACH_MS = const(60000)
@@ -21,12 +26,16 @@ _BEARER_MS = const(30000)
 _CONNECT_MS = const(30000)  # MIPSTART/SSLMIPSTART until CONNECT OK
 _CONNACK_MS = const(15000)
 _ACK_MS = const(15000)  # SUBACK / PUBACK
-_INBOX_MAX = const(32)  # downlinks held between two poll() calls
+_INBOX_BYTES = const(16384)  # downlink bytes held while one command waits
+_SIM_BUSY_MS = const(10000)  # SIM busy (+CME ERROR: 14) after boot: ask again for this long
 
 # URCs that mean the module rebooted or lost its SIM: every command stops waiting
 _MODULE_LOST = (b"RDY", b"+CPIN: SIM REMOVED", b"+CPIN: NOT INSERTED")
 # ... and for MQTT commands, the link going down as well
 _LINK_LOST = _MODULE_LOST + (b"CLOSED", b"+PDP: DEACT", b"+PDP DEACT", b"+CGEV: NW PDN DEACT", b"+SAPBR 1: DEACT")
+# Boot and network chatter that real modules print unasked: known, and nobody's answer
+_CHATTER = (b"^boot", b"+E_UTRAN", b"+NITZ", b"^MODE", b"SMS Ready", b"Call Ready", b"+CTZV",
+            b"+CREG", b"+CEREG", b"+CGREG", b"+CSCON", b"^SIMST", b"+ZCONSTAT")
 
 class NoAnswer(ModemError):
     """The module does not answer AT at all (autobaud failed)."""
@@ -68,23 +77,58 @@ def escape(data):
 
 def quoted(field, value):
     """A value for a quoted parameter that the module takes literally (topic, host,
-    credentials): refuse what would break the quoting instead of mangling it."""
-    if isinstance(value, bytes):
-        value = value.decode()
+    credentials), as str: refuse what would break the quoting instead of mangling it.
+    The value itself is never in the error (it may be a credential)."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode()
+        except UnicodeError:
+            raise ValueError("%s: is not UTF-8" % field)
+    elif not isinstance(value, str):
+        raise TypeError("%s: a %s is not text" % (field, type(value).__name__))
     if not value:
         raise ValueError("%s: must not be empty" % field)
-    for bad in ('"', "\r", "\n", "\\"):
+    for bad in ('"', "\\"):
         if bad in value:
             raise ValueError("%s: must not contain %r" % (field, bad))
+    if min(value) < " " or "\x7f" in value:
+        raise ValueError("%s: must not contain control characters (CR, LF, NUL...)" % field)
     return value
 
 
-def _version_number(text):
-    i = text.find("_V")
+def topic_name(topic, wild=False):
+    """A topic the module and the platform take, as str; '+' and '#' only when `wild`
+    (a subscription). TypeError / ValueError that name the problem."""
+    t = quoted("topic", topic)
+    if len(t) > TOPIC_MAX:
+        raise ValueError("topic: %d characters, more than %d" % (len(t), TOPIC_MAX))
+    if not wild and ("+" in t or "#" in t):
+        raise ValueError("topic %s: '+' and '#' are wildcards, for subscriptions only" % t)
+    return t
+
+
+def payload_of(payload):
+    """A payload as it may be kept until sent: bytes or str (sent as UTF-8); a bytearray or
+    memoryview is copied (the caller may reuse it); TypeError for anything else."""
+    if isinstance(payload, (bytes, str)):
+        return payload
+    if isinstance(payload, (bytearray, memoryview)):
+        return bytes(payload)
+    raise TypeError("payload: a %s is not bytes or str (json.dumps() it first)" % type(payload).__name__)
+
+
+def qos_level(qos):
+    if type(qos) is not int or qos not in (0, 1):  # True and 1.0 are not QoS levels
+        raise ValueError("qos: %r is not 0 or 1 (Aliyun supports QoS 0 and 1)" % (qos,))
+    return qos
+
+
+def _version_number(version):
+    i = version.find("_V")
     j = i + 2
-    while j < len(text) and text[j].isdigit():
+    while j < len(version) and version[j].isdigit():
         j += 1
-    return int(text[i + 2 : j]) if i >= 0 and j > i + 2 else None
+    return int(version[i + 2 : j]) if i >= 0 and j > i + 2 else None
 
 
 def ints(line):
@@ -102,8 +146,8 @@ class Air72x:
     def __init__(self, uart, rxbuf=None):
         self.at = AT(uart) if rxbuf is None else AT(uart, rxbuf)
         at = self.at
-        at.counted(b"+MSUB", b"byte,")
-        at.counted(b"+HTTPREAD", b"\n")
+        at.counted(b"+MSUB", b"byte,", MSUB_MAX)
+        at.counted(b"+HTTPREAD", b"\n", HTTPREAD_MAX)
         at.on(b"+MSUB", self._on_msub)
         at.on(b"CLOSED", self._on_closed)
         for p in (b"+PDP", b"+CGEV", b"+SAPBR"):
@@ -112,6 +156,8 @@ class Air72x:
         at.on(b"+CPIN", self._on_cpin)
         for p in (b"SUBACK", b"UNSUBACK", b"PUBACK", b"CONNACK", b"CONNECT OK", b"OK", b"+HTTPACTION"):
             at.on(p, self._on_late)
+        for p in _CHATTER:
+            at.on(p, self._on_chatter)
         at.aborts = _MODULE_LOST
         self.on_message = None  # handler(topic: str, payload: bytes)
         self.on_event = None  # handler(name: str, detail: str)
@@ -121,8 +167,9 @@ class Air72x:
         self.bearer_up = False
         self._sim_lost = False
         self._inbox = []
+        self._inbox_bytes = 0
         self._events = []
-        self.stats = {"downlinks": 0, "downlinks_dropped": 0, "published": 0, "acked": 0, "events": 0}
+        self.stats = {"downlinks": 0, "downlinks_dropped": 0, "published": 0, "acked": 0, "events": 0, "chatter": 0}
 
     # ------------------------------------------------------------------ bring-up
     def start(self, attach_ms=_ATTACH_MS):
@@ -130,11 +177,14 @@ class Air72x:
         self.ready()
         self.wait_attach(attach_ms)
 
-    def ready(self, tries=_AT_TRIES):
-        """Autobaud, echo off (it is back on after every restart), version check, SIM,
-        signal: the module answers and can be used. Returns the rssi."""
+    def ready(self, tries=_AT_TRIES, flow=False):
+        """Autobaud, echo off (it is back on after every restart), RTS/CTS flow control when
+        `flow`, version check, SIM, signal: the module answers and can be used. Returns the
+        rssi."""
         self.autobaud(tries)
         self.at.cmd("ATE0")
+        if flow:
+            self.at.cmd("AT+IFC=2,2")  # the module stops sending while the board holds RTS
         self.check_version()
         self.check_sim()
         rssi, _ = self.signal()
@@ -158,44 +208,58 @@ class Air72x:
         )
 
     def check_version(self):
-        lines = self.at.cmd("AT+CGMR", info=b"+CGMR")
-        text = b" ".join(lines).decode()
-        if text.startswith("+CGMR:"):
-            text = text[6:]
-        self.version = text.strip().strip('"')
-        self.version_number = _version_number(self.version)
+        """The module's firmware version from its +CGMR line (or the bare line)."""
+        lines = self.at.cmd("AT+CGMR")
+        line = _first(lines)
+        for ln in lines:  # '+CGMR: "AirM2M_..."', or the bare text some builds print
+            if ln.startswith(b"+CGMR"):
+                line = ln[ln.find(b":") + 1 :]
+                break
+        version = text((line or b"").strip().strip(b'"')[:64])
+        self.version = version
+        self.version_number = _version_number(version)
         if self.version_number is None or self.version_number < MIN_VERSION:
             raise VersionError(
                 "module firmware %r is older than V%d: Aliyun needs V%d or later, upgrade it "
-                "with Luatools" % (self.version, MIN_VERSION, MIN_VERSION)
+                "with Luatools" % (version, MIN_VERSION, MIN_VERSION)
             )
-        return self.version
+        return version
 
     def check_sim(self):
-        try:
-            lines = self.at.cmd("AT+CPIN?", info=b"+CPIN")
-        except ATError as e:
-            if e.code == 10:
-                raise SimError("no SIM card (+CME ERROR: 10): insert a SIM with a data plan")
-            raise
-        state = lines[-1].split(b":", 1)[-1].strip().decode() if lines else "?"
+        """+CPIN: READY, or SimError. A SIM that is busy right after boot (+CME ERROR: 14,
+        Air780 modules for a few seconds) is asked again every second for 10 s."""
+        at = self.at
+        deadline = ticks_add(at.ticks(), _SIM_BUSY_MS)
+        while True:
+            try:
+                line = _first(at.cmd("AT+CPIN?", info=b"+CPIN"))
+                break
+            except ATError as e:
+                if e.code == 10:
+                    raise SimError("no SIM card (+CME ERROR: 10): insert a SIM with a data plan")
+                if e.code != 14:
+                    raise
+                if ticks_diff(deadline, at.ticks()) <= 0:
+                    raise SimError("SIM still busy (+CME ERROR: 14) after %d s: check the SIM card" % (_SIM_BUSY_MS // 1000))
+                self.sleep(1000)
+        state = text(line.split(b":", 1)[-1].strip()[:32]) if line else "?"
         if state != "READY":
             raise SimError("SIM not ready: %s" % state)
 
     def signal(self):
         """(rssi 0..31 or 99 unknown, ber)."""
-        lines = self.at.cmd("AT+CSQ", info=b"+CSQ")
-        v = ints(lines[-1]) if lines else []
-        return (v[0], v[1]) if len(v) >= 2 else (99, 99)
+        v = ints(_first(self.at.cmd("AT+CSQ", info=b"+CSQ")) or b"")
+        return (v[0], v[1]) if len(v) >= 2 and v[0] is not None and v[1] is not None else (99, 99)
 
     def attached(self):
-        lines = self.at.cmd("AT+CGATT?", info=b"+CGATT")
-        return bool(lines) and ints(lines[-1])[:1] == [1]
+        line = _first(self.at.cmd("AT+CGATT?", info=b"+CGATT"))
+        return line is not None and ints(line)[:1] == [1]
 
     def wait_attach(self, timeout_ms=_ATTACH_MS):
-        deadline = ticks_add(ticks_ms(), timeout_ms)
+        at = self.at
+        deadline = ticks_add(at.ticks(), timeout_ms)
         while not self.attached():
-            if ticks_diff(deadline, ticks_ms()) <= 0:
+            if ticks_diff(deadline, at.ticks()) <= 0:
                 raise ModemError(
                     "not attached to the packet network after %d s: check the antenna, the "
                     "SIM's data plan and the APN" % (timeout_ms // 1000)
@@ -204,12 +268,16 @@ class Air72x:
 
     def sleep(self, ms):
         """Wait `ms` while still taking in URCs and downlinks (and feeding the watchdog)."""
-        deadline = ticks_add(ticks_ms(), ms)
-        while ticks_diff(deadline, ticks_ms()) > 0:
-            self.at.poll()
-            if self.at.idle:
-                self.at.idle()
-            sleep_ms(min(10, max(0, ticks_diff(deadline, ticks_ms()))))
+        at = self.at
+        deadline = ticks_add(at.ticks(), ms)
+        while True:
+            left = ticks_diff(deadline, at.ticks())
+            if left <= 0:
+                break
+            self.poll()
+            if at.idle:
+                at.idle()
+            at.sleep(min(10, left))
 
     # ------------------------------------------------------------------ HTTP
     def bearer_open(self, apn):
@@ -227,13 +295,13 @@ class Air72x:
         return self.bearer_ip()
 
     def bearer_ip(self):
-        lines = self.at.cmd("AT+SAPBR=2,1", info=b"+SAPBR")
-        if not lines:
+        line = _first(self.at.cmd("AT+SAPBR=2,1", info=b"+SAPBR"))
+        if line is None:
             return None
-        parts = lines[-1].split(b",")
+        parts = line.split(b",")
         if len(parts) < 3:
             return None
-        ip = parts[2].strip().strip(b'"').decode()
+        ip = text(parts[2].strip().strip(b'"')[:40])
         octets = ip.split(".")
         if len(octets) == 4 and all(o.isdigit() for o in octets):  # 010.159.001.145 unpadded
             ip = ".".join(str(int(o)) for o in octets)
@@ -247,7 +315,8 @@ class Air72x:
 
     # ------------------------------------------------------------------ MQTT
     def mqtt_connect(self, client_id, username, password, host, port, tls=True, keepalive=300, clean=True):
-        """MCONFIG, (SSL)MIPSTART, MCONNECT the moment CONNECT OK arrives, MQTTMSGSET=0."""
+        """MCONFIG, (SSL)MIPSTART, MCONNECT the moment CONNECT OK arrives, MQTTMSGSET=0.
+        The caller closes what the module may still hold first (mqtt_disconnect)."""
         fields = (quoted("client_id", client_id), quoted("username", username), quoted("password", password))
         host = quoted("host", host)
         if not 30 <= keepalive <= 1200:
@@ -269,9 +338,13 @@ class Air72x:
                 raise ConnectError("%s to %s:%d refused by the module" % (start, host, port))
             self.at.final = b"ALREADY CONNECT"  # a link is up: go on with MCONNECT
         if self.at.final.startswith(b"CONNECT FAIL"):
-            state = b" ".join(self.at.lines).decode()  # e.g. "STATE: IP INITIAL": no bearer
+            state = text(b" ".join(self.at.lines)[:40])  # e.g. "STATE: IP INITIAL": no bearer
             raise ConnectError("%s to %s:%d: CONNECT FAIL %s(network, DNS, TLS or bearer)" % (start, host, port, state + " " if state else ""))
-        events = self.stats["events"]  # a link event from here on: this session is gone
+        # a link event from here on (the engine stops at CONNECT OK, so a CLOSED in the same
+        # read comes after this): the new connection is gone
+        events = self.stats["events"]
+        self.at.poll()
+        self._gone(events, "right after CONNECT OK")
         try:
             self.at.cmd(
                 "AT+MCONNECT=%d,%d" % (1 if clean else 0, keepalive),
@@ -280,65 +353,77 @@ class Air72x:
                 abort=_LINK_LOST,
             )
         except ATError as e:
-            if e.code == 767 and self.mqtt_status() == 1:
-                log.info(_TAG, "MQTT session already up")
-            elif e.after_ok or e.code is None:
+            self._gone(events, "while connecting")
+            if e.after_ok or e.code is None:
                 raise CredentialsRefused(
                     "the MQTT server refused the connection (CONNACK not accepted): check "
                     "ProductKey, DeviceName, DeviceSecret (or the token) and the sign method"
                 )
-            else:
-                raise
+            if e.code == 767:  # not a session of ours to adopt: close it and start again
+                raise LinkDown("MCONNECT refused (+CME ERROR: 767): the module holds another session or lost the link")
+            raise
         except ATAbort as e:
             raise LinkDown("link lost while connecting: %s" % e.line)
         self.at.cmd("AT+MQTTMSGSET=0")
-        if self.stats["events"] != events:  # CLOSED (or worse) right after CONNACK OK
-            raise LinkDown("link lost right after CONNACK: %s" % (self._events[-1][1] if self._events else "?"))
+        self._gone(events, "right after CONNACK")
         self.mqtt_connected = True
         log.info(_TAG, "MQTT connected to %s:%d (%s)", host, port, "TLS" if tls else "TCP")
 
+    def _gone(self, events, when):
+        if self.stats["events"] != events:  # CLOSED (or worse) since the connection began
+            raise LinkDown("link lost %s: %s" % (when, self._events[-1][1] if self._events else "?"))
+
     def mqtt_subscribe(self, topic, qos=0):
-        self._mqtt('AT+MSUB="%s",%d' % (quoted("topic", topic), self._qos(qos)), b"SUBACK")
+        self._mqtt('AT+MSUB="%s",%d' % (topic_name(topic, True), qos_level(qos)), b"SUBACK")
 
     def mqtt_unsubscribe(self, topic):
-        self._mqtt('AT+MUNSUB="%s"' % quoted("topic", topic), b"UNSUBACK")
+        self._mqtt('AT+MUNSUB="%s"' % topic_name(topic, True), b"UNSUBACK")
+
+    def check_publish(self, topic, payload, qos=0):
+        """(topic, payload bytes) as mqtt_publish() takes them, or TypeError / ValueError
+        naming what is wrong: what the app hands in is checked at the door."""
+        topic = topic_name(topic)
+        qos_level(qos)
+        payload = payload_of(payload)
+        n = len(payload)
+        if n * 4 > PAYLOAD_MAX and isinstance(payload, str):
+            n = len(payload.encode())  # only a long text is measured in bytes
+        if n > PAYLOAD_MAX:
+            raise ValueError("payload: %d bytes is over the module's %d-byte limit" % (n, PAYLOAD_MAX))
+        return topic, payload
 
     def mqtt_publish(self, topic, payload, qos=0):
-        """Publish; returns after OK (QoS 0) or PUBACK (QoS 1)."""
-        topic = quoted("topic", topic)
-        qos = self._qos(qos)
+        """Publish; returns after OK (QoS 0) or PUBACK (QoS 1). A payload the quoted
+        AT+MPUB cannot carry as it is (a control byte the module's line editing would act
+        on, bytes that are not UTF-8, or too long once escaped) goes through AT+MPUBEX."""
+        topic, payload = self.check_publish(topic, payload, qos)
         if isinstance(payload, str):
             payload = payload.encode()
         n = len(payload)
-        if n > PAYLOAD_MAX:
-            raise ValueError("payload: %d bytes is over the module's %d-byte limit" % (n, PAYLOAD_MAX))
         then = b"PUBACK" if qos else None
-        text = not (b"\x00" in payload or b"\x1a" in payload or b"\x1b" in payload)
-        if text:
+        body = escape(payload)
+        text_ok = len(body) <= MPUB_MAX and (not body or min(body) >= 32) and b"\x7f" not in body
+        if text_ok:
             try:
                 payload.decode()
             except UnicodeError:
-                text = False
-        body = escape(payload) if text else None
-        if body is not None and len(body) <= MPUB_MAX:
+                text_ok = False
+        if text_ok:
             cmd = b"".join((b'AT+MPUB="', topic.encode(), b'",%d,0,"' % qos, body, b'"'))
             self._mqtt(cmd, then, label="AT+MPUB")
         else:
+            body = None
             if (self.version_number or 0) < MPUBEX_VERSION:
                 raise ValueError(
-                    "payload: %d bytes %s needs AT+MPUBEX (module firmware V%d or later), this "
-                    "module is %s" % (n, "of binary data" if body is None else "escaped is too long for AT+MPUB and", MPUBEX_VERSION, self.version)
+                    "payload: %d bytes of binary data or control characters, or too long once "
+                    "escaped for AT+MPUB, needs AT+MPUBEX (module firmware V%d or later), this "
+                    "module is %s" % (n, MPUBEX_VERSION, self.version)
                 )
             cmd = 'AT+MPUBEX="%s",%d,0,%d' % (topic, qos, n)
             self._mqtt(cmd, then, data=payload, label="AT+MPUBEX")
         self.stats["published"] += 1
         if qos:
             self.stats["acked"] += 1
-
-    def _qos(self, qos):
-        if qos not in (0, 1):
-            raise ValueError("qos: %r is not 0 or 1 (Aliyun supports QoS 0 and 1)" % (qos,))
-        return qos
 
     def _mqtt(self, cmd, then, data=None, label=None):
         if not self.mqtt_connected:
@@ -350,9 +435,8 @@ class Air72x:
 
     def mqtt_status(self):
         """0 offline, 1 connected, 2 TCP up without an MQTT session."""
-        lines = self.at.cmd("AT+MQTTSTATU", info=b"+MQTTSTATU")
-        v = ints(lines[-1]) if lines else [None]
-        return v[0] if v[0] is not None else 0
+        v = ints(_first(self.at.cmd("AT+MQTTSTATU", info=b"+MQTTSTATU")) or b"")
+        return v[0] if v and v[0] is not None else 0
 
     def mqtt_disconnect(self):
         self.mqtt_connected = False
@@ -364,11 +448,14 @@ class Air72x:
 
     # ------------------------------------------------------------------ events
     def poll(self):
-        """Take in pending input, then hand queued downlinks and events to the handlers."""
-        self.at.poll()
+        """Take in pending input and hand downlinks and events to the handlers after every
+        read, so a burst never waits in the inbox for the whole poll."""
+        self.at.poll(self.deliver)
         self.deliver()
 
     def deliver(self):
+        if self.at._active:
+            return  # inside a command (a handler that publishes): the caller's poll delivers
         while self._events:
             name, detail = self._events.pop(0)
             if self.on_event:
@@ -378,6 +465,7 @@ class Air72x:
                     log.error(_TAG, "on_event(%s) failed: %r", name, e)
         while self._inbox:
             topic, payload = self._inbox.pop(0)
+            self._inbox_bytes -= len(payload)
             if self.on_message is None:
                 log.warn(_TAG, "downlink on %s (%d bytes) with no on_message handler", topic, len(payload))
                 continue
@@ -388,13 +476,18 @@ class Air72x:
 
     def _event(self, name, line):
         self.stats["events"] += 1
-        detail = line.decode()
+        detail = text(line[:60])
         log.warn(_TAG, "link event %s: %s", name, detail)
         self._events.append((name, detail))
 
     def _on_msub(self, header, payload):
-        if payload is None:  # cached mode notice (+MSUB: <slot>): MQTTMSGSET=0 was lost
-            log.warn(_TAG, "cached downlink notice %r: downlinks are not pushed", header)
+        if payload is None:
+            rest = header[header.find(b":") + 1 :].strip()
+            if rest.isdigit():  # cached mode notice (+MSUB: <slot>): MQTTMSGSET=0 was lost
+                log.warn(_TAG, "cached downlink notice %s: downlinks are not pushed", text(rest))
+            else:  # a header whose count could not be read: only this line is lost
+                self.at.stats["discarded"] += 1
+                log.warn(_TAG, "downlink header without a count dropped")
             return
         s = header.find(b'"')
         e = header.find(b'"', s + 1)
@@ -403,11 +496,13 @@ class Air72x:
         else:  # unquoted topic
             topic = header[header.find(b":") + 1 : header.rfind(b",")].strip()
         self.stats["downlinks"] += 1
-        if len(self._inbox) >= _INBOX_MAX:
+        self._inbox_bytes += len(payload)
+        self._inbox.append((text(topic), payload))
+        while self._inbox_bytes > _INBOX_BYTES and len(self._inbox) > 1:
             old = self._inbox.pop(0)
+            self._inbox_bytes -= len(old[1])
             self.stats["downlinks_dropped"] += 1
-            log.error(_TAG, "inbox full (%d): dropped the oldest downlink on %s; call poll() more often", _INBOX_MAX, old[0])
-        self._inbox.append((topic.decode(), payload))
+            log.error(_TAG, "one wait received over %d bytes of downlinks: dropped the oldest, on %s", _INBOX_BYTES, old[0])
 
     def _on_closed(self, line, payload):
         self.mqtt_connected = False
@@ -415,7 +510,7 @@ class Air72x:
 
     def _on_pdp(self, line, payload):
         if b"DEACT" not in line:
-            log.info(_TAG, "%s", line.decode())
+            log.info(_TAG, "%s", text(line[:60]))
             return
         self.mqtt_connected = False
         self.bearer_up = False
@@ -427,14 +522,28 @@ class Air72x:
         self._event("reboot", line)
 
     def _on_cpin(self, line, payload):
-        if b"READY" in line:
+        if b"READY" in line and b"NOT READY" not in line:
             if self._sim_lost:  # the SIM is back: the layer above may retry at once
                 self._sim_lost = False
                 self._event("sim_ready", line)
+            return
+        if b"NOT READY" in line:  # the SIM is still coming up after boot
             return
         self._sim_lost = True
         self.mqtt_connected = False
         self._event("sim_removed", line)
 
+    def _on_chatter(self, line, payload):
+        self.stats["chatter"] += 1
+        if line.startswith(b"^boot") and b"RDY" in line:  # the boot banner ran into RDY
+            self._on_rdy(b"RDY", None)
+            return
+        log.debug(_TAG, "module says %s", text(line[:60]))
+
     def _on_late(self, line, payload):
-        log.debug(_TAG, "late reply %r", line)
+        log.debug(_TAG, "late reply %s", text(line[:40]))
+
+
+def _first(lines):
+    """The command's own information line (the engine keeps only lines with its prefix)."""
+    return lines[0] if lines else None

@@ -1,25 +1,40 @@
 # The AT engine: framing, final results, prompts, counted payloads and URC dispatch over
-# any UART-like object (read/readinto/write/any). It knows the shape of the Air72x dialect
-# (../shared/AT_DIALECT.md), not the meaning of any command: that is air72x.py's job.
+# any UART-like object (read/readinto/write/any). It knows the shape of the Air72x/Air780
+# dialect (docs/at-dialect.md), not the meaning of any command: that is air72x.py's job.
 #
 # How a received line is classified, in this order:
 #   counted item  a registered prefix whose payload is read by count (+MSUB ... byte,<n
 #                 bytes>, +HTTPREAD: n\r\n<n bytes>), never by lines;
-#   echo          the command just sent (echo is on after every module reboot);
+#   echo          any line starting with "AT": the command just sent (echo is on after every
+#                 module reboot) or a stray one; dropped, never an answer, never logged raw;
 #   final         OK / ERROR / +CME ERROR: n, or one of the command's own `then` lines
 #                 (CONNECT OK, CONNACK OK, SUBACK, PUBACK, +HTTPACTION...);
 #   information   a line starting with the command's `info` prefix ("+CSQ" for AT+CSQ);
 #   URC           a line matching the prefix table: dispatched at once, also in the middle
 #                 of another command's reply, and never taken as its answer;
-#   other         while a command runs: an information line (ATI prints bare text);
-#                 otherwise logged as unknown.
+#   other         while a command without an `info` prefix runs: an information line (ATI
+#                 prints bare text); otherwise counted and logged as unknown.
+#
+# What the module sends can never wedge or fool the engine:
+#   - a counted payload that stalls (no byte for payload_ms) is dropped ("truncated"), and
+#     what comes after is parsed as lines again; a count above the prefix's maximum is
+#     refused at once (only its header is dropped); a malformed header is an ordinary line;
+#   - a line longer than the buffer is dropped to its line end; a counted header longer than
+#     the buffer has its payload skipped by count, so payload bytes never become lines;
+#   - data written at a prompt that the module echoes is matched byte by byte and dropped:
+#     what the firmware wrote never stands in for what the module answers;
+#   - cmd() ends by its deadline whatever arrives, keeps at most _LINES_MAX information
+#     lines, and feeds the watchdog on every turn; only ModemError subclasses leave cmd()
+#     and poll() (bytes that are not UTF-8 included), and the engine stays usable after any.
 from firmware import log
-from firmware.port import const, copier, sleep_ms, ticks_add, ticks_diff, ticks_ms
+from firmware.port import TICKS_MAX_MS, const, copier, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 RXBUF = const(1536)  # receive buffer = longest line accepted
 _TIMEOUT_MS = const(5000)  # default per-command deadline
-_PAYLOAD_MS = const(2000)  # extra time a counted payload may take to arrive
+_PAYLOAD_MS = const(2000)  # silence after which a counted payload is given up
 _POLL_READS = const(8)  # poll() returns after at most this many reads
+_LINES_MAX = const(16)  # information lines kept per command
+_BAUD = const(115200)
 _TAG = "at"
 
 
@@ -54,6 +69,23 @@ class ATAbort(ModemError):
         self.cmd = cmd
         self.line = line
         super().__init__("%s interrupted by %s" % (cmd, line))
+
+
+def text(b):
+    """Bytes from the module as printable text: UTF-8 when it is, else every byte outside
+    printable ASCII as '?' (MicroPython has no errors="replace")."""
+    try:
+        return b.decode()
+    except UnicodeError:
+        return "".join(chr(c) if 31 < c < 127 else "?" for c in b)
+
+
+def name(cmd):
+    """How a command is named where its parameters must not show: the part before '='."""
+    if isinstance(cmd, str):
+        cmd = cmd.encode()
+    i = cmd.find(b"=")
+    return text(cmd[: i if i >= 0 else 24])
 
 
 def _waiter(uart):
@@ -94,25 +126,37 @@ class AT:
         self._copy = copier(self._buf)  # (a, b) -> bytes of the buffer's a..b
         self._head = 0  # first unparsed byte
         self._tail = 0  # end of received data
-        self._skip = False  # discarding the rest of an overlong line
+        self._skip = 0  # discarding: 1 an overlong line (to its LF), 2 an overlong counted header
+        self._skip_term = b""  # ... whose count ends with this
         self._p_hdr = None  # header of a counted item whose payload is still arriving
-        self._p_off = 0  # ... where its payload starts, relative to self._head
-        self._p_n = 0  # ... and its length
+        self._p_n = 0  # ... its length
+        self._p_out = None  # ... a bytearray of its own when it is longer than the buffer
+        self._p_have = 0  # ... bytes of it in _p_out (or skipped, when not kept)
+        self._p_keep = True  # False: skip the payload by count, deliver nothing
+        self._rx_at = 0  # ticks of the last read that brought bytes
+        self._more = False  # parsing stopped at a command's final: the rest is still to parse
         self._urcs = []  # [(prefix, handler(line, payload))]
-        self._counted = []  # [(prefix, terminator)]
+        self._counted = []  # [(prefix, terminator, most)]
         self.idle = None  # called while waiting (feed a watchdog)
+        self.ticks = ticks_ms  # the clock and the sleep of every wait (tests inject theirs)
+        self.sleep = sleep_ms
         self._until_readable = _waiter(uart)
         self.payload_ms = _PAYLOAD_MS
+        self.baud = _BAUD  # the UART's rate: how long a counted payload takes on the wire
         self.aborts = ()  # type: tuple  # URC prefixes that end any command's wait (b"RDY")
-        self.stats = {"unknown": 0, "discarded": 0, "urc": 0, "timeouts": 0}
+        self.stats = {"unknown": 0, "discarded": 0, "truncated": 0, "echo": 0, "urc": 0, "timeouts": 0}
         # state of the command in flight
         self._active = False
+        self._label = ""
         self._echo = b""
+        self._echoed = False  # the module echoed this command (echo is on)
         self._info = None
         self._then = None
         self._abort = ()
         self._data = None  # body to write at the DOWNLOAD / '>' prompt
-        self._echo_data = b""  # that body, in case the module echoes it back
+        self._edata = None  # that body, being matched against the module's echo of it
+        self._epos = 0  # ... bytes matched so far
+        self.data_echo = None  # learned: the module echoes prompt data (None: not known yet)
         self.lines = []  # information lines of the last command (kept after an error too)
         self.final = b""  # final line of the last command (b"": none yet)
         self.payload = None  # counted payload of the last command (+HTTPREAD)
@@ -125,29 +169,32 @@ class AT:
         """Route URC lines starting with `prefix` to handler(line: bytes, payload)."""
         self._urcs.append((prefix, handler))
 
-    def counted(self, prefix, terminator):
+    def counted(self, prefix, terminator, most=16384):
         """Lines starting with `prefix` carry a payload: the count ends the header, which
-        ends with `terminator`; then exactly that many raw bytes follow."""
-        self._counted.append((prefix, terminator))
+        ends with `terminator`; then exactly that many raw bytes follow. A count above
+        `most` (more than the module can send) is refused."""
+        self._counted.append((prefix, terminator, most))
 
     # ---------------------------------------------------------------- commands
     def cmd(self, command, timeout=_TIMEOUT_MS, info=None, then=None, data=None, label=None, abort=None):
         """Send `command` and wait for its final result; return its information lines.
 
-        info:  prefix of its information lines (b"+CSQ"), so a URC of another kind is
-               never taken for one.
+        info:  prefix of its information lines (b"+CSQ"): only those are its answer.
         then:  tuple of line prefixes that end the command after OK (b"CONNECT OK", ...);
                the matching line is left in self.final.
         data:  bytes written at the DOWNLOAD or '>' prompt.
-        label: how the command is named in errors and logs (hides credentials).
+        label: how the command is named in errors and logs (required for a command that
+               carries credentials: the command itself is never shown then).
         abort: URC prefixes that end the wait with ATAbort (default self.aborts).
         """
+        label = label or (command if isinstance(command, str) else text(command))
         if self._active:
-            raise ModemError("%s sent while %s is in flight" % (label or command, self._echo))
+            raise ModemError("%s sent while %s is in flight" % (label, self._label))
         self.poll()  # whatever was already waiting is not this command's answer
         cmd = command.encode() if isinstance(command, str) else command
-        label = label or command
+        self._label = label
         self._echo = cmd
+        self._echoed = False
         self._info = info
         self._then = then
         self._abort = self.aborts if abort is None else abort
@@ -161,48 +208,84 @@ class AT:
         self._active = True
         try:
             self.uart.write(cmd + b"\r")
-            deadline = ticks_add(ticks_ms(), timeout)
+            deadline = ticks_add(self.ticks(), min(timeout, TICKS_MAX_MS))
             while self._active:
-                if not self._fill() and self._active:
-                    if ticks_diff(deadline, ticks_ms()) <= 0:
-                        self.stats["timeouts"] += 1
-                        raise ATTimeout(label, timeout, self._stage())
+                got = self._fill()
+                if self._active and ticks_diff(deadline, self.ticks()) <= 0:
+                    self.stats["timeouts"] += 1
+                    raise ATTimeout(label, timeout, self._stage())
+                if not got and self._active:
                     self._wait()
+                elif self.idle:
+                    self.idle()  # a flood of bytes must not starve the watchdog
+        except ModemError:
+            raise
+        except (OSError, MemoryError):
+            self._reset_rx()
+            raise
+        except Exception as e:  # a bug in the receive path: the engine stays usable
+            self._reset_rx()
+            raise ModemError("%s: receive path failed: %r" % (label, e))
         finally:
             self._active = False
             self._data = None
-            self._echo_data = b""
+            self._edata = None
         if self._aborted:
-            raise ATAbort(label, self.final.decode())
+            raise ATAbort(label, text(self.final))
         if self._failed:
-            raise ATError(label, _cme_code(self.final), self.final.decode(), self._ok)
+            raise ATError(label, _cme_code(self.final), text(self.final), self._ok)
         return self.lines
 
     def _stage(self):
         if self._data is not None:
             return "prompt"
         if self._then and self.final == b"OK":
-            return b" or ".join(self._then).decode()
+            return text(b" or ".join(self._then))
         return "final result"
 
-    def poll(self):
-        """Process pending input (URCs, downlinks); return at once when there is none."""
-        for _ in range(_POLL_READS):
-            if not self._fill():
-                break
+    def poll(self, deliver=None):
+        """Process pending input (URCs, downlinks); return at once when there is none.
+        deliver: called after every read that brought bytes (hand out what was parsed)."""
+        try:
+            for _ in range(_POLL_READS):
+                if not self._fill():
+                    break
+                if deliver:
+                    deliver()
+        except ModemError:
+            raise
+        except (OSError, MemoryError):
+            self._reset_rx()
+            raise
+        except Exception as e:
+            self._reset_rx()
+            raise ModemError("receive path failed: %r" % (e,))
 
     def _wait(self):
         """Nothing to read: feed the watchdog, then sleep until input arrives (1 ms at most)."""
         if self.idle:
             self.idle()
-        if self._until_readable:
+        if self._until_readable and self.sleep is sleep_ms:
             self._until_readable(1)
         else:
-            sleep_ms(1)
+            self.sleep(1)
 
     # ---------------------------------------------------------------- receive path
+    def _reset_rx(self):
+        self._head = self._tail = 0
+        self._more = False
+        self._skip = 0
+        self._p_hdr = None
+        self._p_out = None
+
     def _fill(self):
-        """Read what the UART has into the buffer and parse it. False if nothing came."""
+        """Read what the UART has and parse it. False if nothing came."""
+        if self._more:  # what followed the last final result: parse it before reading on
+            self._more = False
+            self._parse()
+            return True
+        if self._p_out is not None:  # a long payload: its bytes go straight to its buffer
+            return self._fill_payload()
         buf = self._buf
         if self._tail == len(buf):
             if self._head:
@@ -211,43 +294,80 @@ class AT:
                 self._head = 0
                 self._tail = n
             else:  # a full buffer without a line end: garbage or an overlong line
-                self._discard("line longer than %d bytes" % len(buf), bytes(self._mv[:40]))
-                self._skip = True
+                self._overlong()
         # an empty buffer reads into the whole view: an idle poll allocates nothing, and a
         # reply that arrives in one piece needs no slice object for its read
         n = self.uart.readinto(self._mv[self._tail :] if self._tail else self._mv)
         if not n:
+            self._stalled()
             return False
+        self._rx_at = self.ticks()
         self._tail += n
         self._parse()
         return True
 
-    def _discard(self, why, sample):
+    def _fill_payload(self):
+        out = self._p_out
+        n = self.uart.readinto(memoryview(out)[self._p_have :])
+        if not n:
+            self._stalled()
+            return False
+        self._rx_at = self.ticks()
+        self._p_have += n
+        if self._p_have == self._p_n:
+            self._p_out = None
+            self._done_item(bytes(out))
+        return True
+
+    def _stalled(self):
+        """No byte came: a counted payload that has been silent for payload_ms is given up."""
+        if self._p_hdr is not None and ticks_diff(self.ticks(), self._rx_at) >= self.payload_ms:
+            self.stats["truncated"] += 1
+            have = self._p_have if self._p_out is not None or not self._p_keep else self._tail - self._head
+            log.warn(_TAG, "counted payload stalled: %d of %d bytes came; dropped", have, self._p_n)
+            self._p_hdr = None
+            self._p_out = None
+            self._head = self._tail = 0
+
+    def _overlong(self):
+        buf = self._buf
+        for prefix, term, _ in self._counted:
+            if buf.startswith(prefix):  # its count is still to come: find it, skip the payload
+                self._skip = 2
+                self._skip_term = term
+                break
+        else:
+            self._skip = 1
+        self._drop("line longer than %d bytes" % len(buf))
+        keep = 24  # a header's count and terminator may straddle the cut
+        buf[0:keep] = self._mv[len(buf) - keep :]
+        self._head = 0
+        self._tail = keep
+
+    def _drop(self, why):
         self.stats["discarded"] += 1
-        log.warn(_TAG, "discarded %s: %r...", why, sample)
-        self._head = self._tail = 0
-        self._p_hdr = None
+        log.warn(_TAG, "discarded %s", why)
 
     def _parse(self):
         buf = self._buf
         while True:
             head = self._head
             tail = self._tail
-            if self._p_hdr is not None:  # a counted payload is arriving: nothing else to do
-                if self._counted_item(head, tail, -1) < 0:
+            if head >= tail:
+                self._head = self._tail = 0
+                return
+            if self._p_hdr is not None:  # a counted payload is arriving
+                if not self._payload(head, tail):
+                    return
+                continue
+            if self._edata is not None:  # our own data may come back first
+                if not self._match_echo(head, tail):
                     return
                 continue
             if self._skip:
-                nl = buf.find(b"\n", head, tail)
-                if nl < 0:
-                    self._head = self._tail = 0
+                if not self._skipping(head, tail):
                     return
-                head = nl + 1
-                self._skip = False
-            if self._echo_data:  # before CR/LF: a real reply starts with them
-                if not self._skip_echo_data(head, tail):
-                    return
-                head = self._head
+                continue
             while head < tail and (buf[head] == 13 or buf[head] == 10):
                 head += 1
             if head == tail:
@@ -256,11 +376,11 @@ class AT:
             self._head = head
             nl = buf.find(b"\n", head, tail)
             if self._counted:
-                got = self._counted_item(head, tail, nl)
+                got = self._counted_header(head, tail, nl)
                 if got > 0:
                     continue
                 if got < 0:
-                    return  # the payload is still arriving
+                    return  # the header is still arriving
             if nl < 0:
                 if self._data is not None and buf[head] == 62:  # '>' prompt, no line end
                     self._head = tail
@@ -272,137 +392,199 @@ class AT:
             line = self._copy(head, end)
             self._head = nl + 1
             self._line(line)
+            if self._more:  # a final result: what follows belongs to what comes next
+                return
 
-    def _skip_echo_data(self, head, tail):
-        """Drop the body we wrote if the module echoes it. False: wait for more bytes."""
-        if head == tail:
-            return False
-        d = self._echo_data
-        k = min(len(d), tail - head)
-        if self._buf.startswith(d[:k], head):
-            if k < len(d):
+    def _skipping(self, head, tail):
+        """Discarding an overlong line (to its LF) or an overlong counted header (to its
+        count, then the payload by count). False: everything buffered was discarded."""
+        buf = self._buf
+        nl = buf.find(b"\n", head, tail)
+        if self._skip == 2:
+            term = self._skip_term
+            t = buf.find(term, head, tail if nl < 0 else nl + 1)
+            while t >= 0:
+                n = self._count_before(head, t, -1)
+                if n >= 0:
+                    self._skip = 0
+                    self._head = t + len(term)
+                    self._start_item(b"", n, False)
+                    return True
+                t = buf.find(term, t + 1, tail if nl < 0 else nl + 1)
+            if nl < 0:  # keep the last bytes: the terminator may straddle two reads
+                keep = min(tail - head, 24)
+                buf[0:keep] = self._mv[tail - keep : tail]
+                self._head = 0
+                self._tail = keep
                 return False
-            self._head = head + k
-        self._echo_data = b""
+        elif nl < 0:
+            self._head = self._tail = 0
+            return False
+        self._skip = 0
+        self._head = nl + 1
         return True
 
-    def _counted_item(self, head, tail, nl):
-        """Read a counted item at `head` if one starts there.
-        1: consumed; 0: no counted item here; -1: its payload is still arriving."""
-        if self._p_hdr is None:
-            found = self._counted_header(head, tail, nl)
-            if found <= 0:
-                return -found  # 0: none here; a bad one was discarded: consumed
-        start = head + self._p_off
-        n = self._p_n
-        have = tail - start
-        if have >= n:
-            payload = self._copy(start, start + n)
-            self._head = start + n
-        elif self._p_off + n <= len(self._buf):
-            # it fits the buffer and is on its way: take the rest straight in (no parse per
-            # chunk); if it stalls past payload_ms, keep waiting without blocking
-            if start + n > len(self._buf):  # make room: the item moves to the front
-                k = tail - head
-                self._buf[0:k] = self._mv[head:tail]
-                self._head = 0
-                self._tail = k
-                start = self._p_off
-            if not self._fill_until(start + n):
-                return -1
-            payload = self._copy(start, start + n)
-            self._head = start + n
-        else:
-            payload = self._read_rest(start, have, n)
-        header = self._p_hdr
-        self._p_hdr = None
-        if payload is not None:
-            self._item(header, payload)
-        return 1
+    def _match_echo(self, head, tail):
+        """Drop the body we wrote as the module echoes it, byte by byte. False: everything
+        buffered was echo (wait for more)."""
+        d = self._edata
+        pos = self._epos
+        if pos == 0:  # first byte: is an echo coming at all?
+            first = d[0] if d else 0
+            if first == 13 or first == 10:  # could be the reply: go by what the module does
+                echoes = self._echoed or self.data_echo
+            else:  # a reply starts with CR/LF, an echo with the body's first byte
+                echoes = self._buf[head] == first
+                self.data_echo = echoes
+            if not echoes or not d:
+                self._edata = None
+                return True
+        k = min(len(d) - pos, tail - head)
+        if not self._buf.startswith(d[pos : pos + k], head):  # not (or no longer) the echo
+            self._edata = None
+            return True
+        self._head = head + k
+        self._epos = pos + k
+        if self._epos == len(d):
+            self._edata = None
+            return True
+        return False
+
+    def _count_before(self, head, t, quote):
+        """The count that ends at terminator position t: the digits right before it (after
+        spaces and CRs), after ',' ':' or ' ' (after '",' when the header's first field is
+        quoted, its opening quote at `quote`; -1 when it is not). -1: no count there; a count
+        too long to be one is returned as a huge number (and refused by its size)."""
+        buf = self._buf
+        j = t
+        while j > head and (buf[j - 1] == 32 or buf[j - 1] == 13):
+            j -= 1
+        i = j
+        while i > head and 48 <= buf[i - 1] <= 57:
+            i -= 1
+        if i == j or i == head:
+            return -1
+        sep = buf[i - 1]
+        if sep != 44 and sep != 58 and sep != 32:  # ',' ':' ' '
+            return -1
+        if quote >= 0 and (sep != 44 or i - 2 <= quote or buf[i - 2] != 34):  # '",'
+            return -1
+        if j - i > 9:
+            return 1 << 30
+        n = 0
+        for k in range(i, j):
+            n = n * 10 + buf[k] - 48
+        return n
 
     def _counted_header(self, head, tail, nl):
-        """Parse a counted header at `head` into self._p_*: 1 done, 0 none here (or not
-        complete yet), -1 a bad one was discarded."""
+        """A counted header at `head`? 1: consumed (parsed, or refused); 0: not a counted
+        item here (an ordinary line); -1: not complete yet."""
         buf = self._buf
-        for prefix, term in self._counted:
+        for prefix, term, most in self._counted:
             if not buf.startswith(prefix, head):
                 continue
-            t = buf.find(term, head, tail)
-            if t < 0 or 0 <= nl < t:
-                return 0  # incomplete, or a plain line with this prefix
-            # the count is the number just before the terminator (and a "byte" word)
+            end = tail if nl < 0 else nl + 1
+            q = head + len(prefix)
+            while q < end and (buf[q] == 58 or buf[q] == 32):  # ':' ' '
+                q += 1
+            quote = q if q < end and buf[q] == 34 else -1
+            t = buf.find(term, q, end)
+            n = -1
+            while t >= 0:
+                n = self._count_before(head, t, quote)
+                if n >= 0:
+                    break
+                t = buf.find(term, t + 1, end)
+            if t < 0:
+                return 0 if nl >= 0 else -1  # a plain line with this prefix, or incomplete
+            self._head = t + len(term)
+            if n > most:
+                self._drop("a count of %d (at most %d)" % (n, most) if n < 1 << 30 else "a count too long")
+                return 1
             j = t
-            while j > head and (buf[j - 1] == 32 or buf[j - 1] == 13):
+            while buf[j - 1] < 48 or buf[j - 1] > 57:
                 j -= 1
-            if j - 4 > head and buf.startswith(b"byte", j - 4):
-                j -= 4
-                while j > head and buf[j - 1] == 32:
-                    j -= 1
-            i = j
-            while i > head and 48 <= buf[i - 1] <= 57:
-                i -= 1
-            if i == j or j - i > 9 or buf[i - 1] not in (32, 44, 58):  # ' ' ',' ':'
-                self._discard("bad count in %r" % bytes(self._mv[head:t]), b"")
-                return -1
-            n = 0
-            for k in range(i, j):
-                n = n * 10 + buf[k] - 48
-            self._p_hdr = self._copy(head, j)
-            self._p_off = t + len(term) - head
-            self._p_n = n
+            self._start_item(self._copy(head, j), n, True)
             return 1
         return 0
 
-    def _fill_until(self, end):
-        """Read into the buffer until it holds `end` bytes; False after payload_ms."""
-        deadline = ticks_add(ticks_ms(), self.payload_ms)
-        while self._tail < end:
-            got = self.uart.readinto(self._mv[self._tail :])
-            if got:
-                self._tail += got
-            elif ticks_diff(deadline, ticks_ms()) <= 0:
-                return False
-            else:
-                self._wait()
-        return True
+    def _start_item(self, header, n, keep):
+        self._p_hdr = header
+        self._p_n = n
+        self._p_have = 0
+        self._p_keep = keep
+        self._p_out = None
+        self._rx_at = self.ticks()
 
-    def _read_rest(self, start, have, n):
-        """The payload runs past what is buffered: read the rest straight from the UART."""
-        out = bytearray(n)
-        mv = memoryview(out)
-        mv[:have] = self._mv[start : start + have]
+    def _payload(self, head, tail):
+        """The pending counted item's payload from the buffer. True: done with it."""
+        n = self._p_n
+        have = tail - head
+        if not self._p_keep:  # skipped by count
+            k = min(n - self._p_have, have)
+            self._p_have += k
+            self._head = head + k
+            if self._p_have < n:
+                return False
+            self._p_hdr = None
+            self.stats["discarded"] += 1
+            return True
+        if have >= n:
+            self._head = head + n
+            self._done_item(self._copy(head, head + n))
+            return True
+        size = len(self._buf)
+        if n <= size - 32:  # it fits: make room at the front and let the bytes come
+            if head + n > size:
+                self._buf[0:have] = self._mv[head:tail]
+                self._head = 0
+                self._tail = have
+            return False
+        try:  # longer than the buffer: it gets a buffer of its own, filled straight
+            out = bytearray(n)
+        except MemoryError:
+            self._p_keep = False
+            self.stats["truncated"] += 1
+            log.error(_TAG, "no memory for a %d-byte payload: skipped", n)
+            return self._payload(head, tail)
+        out[0:have] = self._mv[head:tail]
+        self._p_out = out
+        self._p_have = have
         self._head = self._tail = 0
-        deadline = ticks_add(ticks_ms(), self.payload_ms + n)
-        while have < n:
-            got = self.uart.readinto(mv[have:])
-            if got:
-                have += got
-                continue
-            if ticks_diff(deadline, ticks_ms()) <= 0:
-                self.stats["discarded"] += 1
-                log.error(_TAG, "counted payload truncated: %d of %d bytes came; dropped", have, n)
-                return None
-            self._wait()
-        return bytes(out)
+        return False
+
+    def _done_item(self, payload):
+        header = self._p_hdr
+        self._p_hdr = None
+        if self._active and self._info and header.startswith(self._info):
+            self.payload = payload
+            self._keep(header)
+        else:
+            self._urc(header, payload)
 
     def _send_data(self):
         data = self._data or b""
         self._data = None
-        self._echo_data = data
+        self._edata = data
+        self._epos = 0
         self.uart.write(data)
 
     # ---------------------------------------------------------------- classification
-    def _item(self, header, payload):
-        if self._active and self._info and header.startswith(self._info):
-            self.payload = payload
-            self.lines.append(header)
+    def _keep(self, line):
+        if len(self.lines) < _LINES_MAX:
+            self.lines.append(line)
         else:
-            self._urc(header, payload)
+            self.stats["discarded"] += 1
 
     def _line(self, line):
+        if line[:2] == b"AT":  # an echo: of this command, or a stray one (never shown)
+            if self._active and line == self._echo:
+                self._echoed = True
+            else:
+                self.stats["echo"] += 1
+                log.debug(_TAG, "stray echo of %s", name(line))
+            return
         if self._active:
-            if line == self._echo:
-                return
             if self._data is not None and (line == b"DOWNLOAD" or line[:1] == b">"):
                 self._send_data()
                 return
@@ -411,6 +593,7 @@ class AT:
                 self._ok = True
                 if not self._then:
                     self._active = False
+                    self._more = True
                 return
             if _is_final_error(line):
                 self._end(line, failed=True)
@@ -423,24 +606,27 @@ class AT:
             if self._info and line.startswith(self._info):
                 rest = line[len(self._info) :].lstrip()
                 if rest[:1] == b":":
-                    self.lines.append(line)
+                    self._keep(line)
                     return
             if self._urc(line, None):
                 for p in self._abort:
                     if line.startswith(p):
                         self._end(line, aborted=True)
                 return
-            self.lines.append(line)
+            if self._info is None:
+                self._keep(line)
+                return
+        elif self._urc(line, None):
             return
-        if not self._urc(line, None):
-            self.stats["unknown"] += 1
-            log.warn(_TAG, "unknown line %r", line[:80])
+        self.stats["unknown"] += 1
+        log.warn(_TAG, "unknown line %s", text(line[:60]))
 
     def _end(self, line, failed=False, aborted=False):
         self.final = line
         self._failed = failed
         self._aborted = aborted
         self._active = False
+        self._more = not aborted  # after a final, the rest is for the next command
 
     def _urc(self, line, payload):
         for prefix, handler in self._urcs:
@@ -449,6 +635,7 @@ class AT:
                 try:
                     handler(line, payload)
                 except Exception as e:  # a handler bug must not kill the receive path
-                    log.error(_TAG, "URC handler for %r failed: %r", prefix, e)
+                    log.error(_TAG, "URC handler for %s failed: %r", text(prefix), e)
                 return True
         return False
+

@@ -51,7 +51,17 @@ import random
 import sys
 
 from firmware import aliyun, log
-from firmware.air72x import ConnectError, CredentialsRefused, HttpError, LinkDown, NoAnswer, SimError, VersionError
+from firmware.air72x import (
+    ConnectError,
+    CredentialsRefused,
+    HttpError,
+    LinkDown,
+    NoAnswer,
+    SimError,
+    VersionError,
+    qos_level,
+    topic_name,
+)
 from firmware.aliyun import CloudError
 from firmware.at import ATAbort, ATError, ATTimeout, ModemError
 from firmware.outbox import Outbox
@@ -89,6 +99,9 @@ class Link:
         self.feed = feed  # callable that feeds the watchdog, or None
         if feed:
             modem.at.idle = feed
+        uart = cfg.get("uart") or {}
+        self.flow = bool(uart.get("flow"))  # RTS/CTS on both ends (AT+IFC=2,2)
+        modem.at.baud = uart.get("baud") or 115200  # how long a counted payload takes
         self.outbox = Outbox(cfg.get("outbox", 20), cfg.get("outbox_policy", "drop_oldest"))
         self.subscriptions = [(topics.get, 0)]
         self.on_message = None  # handler(topic: str, payload: bytes)
@@ -116,7 +129,11 @@ class Link:
         self._token = None  # (user, password, host, port, issued_s) for the "http" flow
         self._token_fresh = False  # fetched since the last successful connect
         self._no_answer = 0  # AT timeouts / failed autobauds since the link was last up
-        self._dirty = False  # the module may hold a stale MQTT session
+        # the module may hold a stale MQTT session: after a board reset (a deploy, the
+        # watchdog, a brown-out of the MCU alone) it still holds the last run's, so the first
+        # connect of a run closes it, and so does any connect with other credentials
+        self._dirty = True
+        self._creds = None
         self._inflight = False  # a QoS 1 publish is waiting for its PUBACK
         self._last_rx = now
         self._up_since = now
@@ -166,6 +183,7 @@ class Link:
         """QoS 1: queued (never blocks), sent in order by step(), kept until its PUBACK;
         False if the outbox refused it (policy refuse_new, counted and logged).
         QoS 0: sent now if the link is up; False (counted) if it is not or the send failed."""
+        topic, payload = self.modem.check_publish(topic, payload, qos)  # TypeError / ValueError
         if qos:
             before = self.outbox.dropped
             ok = self.outbox.put(topic, payload)
@@ -190,6 +208,8 @@ class Link:
 
     def subscribe(self, topic, qos=0):
         """Subscribe now (if up) and again after every reconnect."""
+        topic_name(topic, True)
+        qos_level(qos)
         if (topic, qos) not in self.subscriptions:
             self.subscriptions.append((topic, qos))
         if self.state == UP:
@@ -221,7 +241,7 @@ class Link:
         st = self.state
         m = self.modem
         if st == MODULE:
-            m.ready(_AUTODBAUD_TRIES)
+            m.ready(_AUTODBAUD_TRIES, self.flow)
             self._goto(ATTACH)
             self._next = self.ticks()
         elif st == ATTACH:
@@ -264,13 +284,15 @@ class Link:
             self._goto(AUTH)
             self._next = self.ticks()
             return
-        if self._dirty:
-            m.mqtt_disconnect()  # whatever the module still holds from before
-            self._dirty = False
         if self._token:
             cid, user, password, host, port = aliyun.token_credentials(self.cfg, self._token[:4])
         else:
             cid, user, password, host, port = aliyun.credentials(m, self.cfg)
+        creds = (cid, user, host, port)  # the password changes with every sign's timestamp
+        if self._dirty or creds != self._creds:
+            m.mqtt_disconnect()  # whatever the module still holds from before
+            self._dirty = False
+        self._creds = creds
         self._dirty = True  # from here on the module may hold a half-open session
         m.mqtt_connect(cid, user, password, host, port, tls=self.cfg["tls"], keepalive=self.cfg["keepalive"])
         for topic, qos in self.subscriptions:  # clean session: every subscription again

@@ -58,7 +58,9 @@ class FakeModem:
     def names(self):
         return [c[0] for c in self.calls]
 
-    def ready(self, tries=20):  # as Air72x.ready, through the fake's own steps
+    check_publish = Air72x.check_publish  # the real door: what the app hands in is checked
+
+    def ready(self, tries=20, flow=False):  # as Air72x.ready, through the fake's own steps
         self.autobaud(tries)
         self.at.cmd("ATE0")
         self.check_version()
@@ -179,11 +181,28 @@ def delay(link, clock):
 def test_bring_up_runs_every_phase_in_order():
     link, m, clock = make()
     up(link, clock)
+    # the first connect of a run closes whatever the module holds (the board may have been
+    # reset while the module kept the last run's session, with the old identity)
     assert m.names() == ["autobaud", "check_version", "check_sim", "signal", "attached", "bearer_open",
-                         "mqtt_connect", "mqtt_subscribe"]
+                         "mqtt_disconnect", "mqtt_connect", "mqtt_subscribe"]
     assert m.at.sent == ["ATE0"]
     assert ("mqtt_subscribe", "/%s/%s/user/get" % (PK, DN)) in m.calls
     assert link.stats()["state"] == UP and link.stats()["recoveries"] == 0
+
+
+def test_a_changed_identity_closes_the_module_session_first_and_a_clean_one_does_not():
+    link, m, clock = make()
+    up(link, clock)
+    assert m.names().count("mqtt_disconnect") == 1
+    m.calls[:] = []
+    link._goto(MQTT)  # reconnect with the same identity after a clean close: nothing to close
+    link._connect()
+    assert m.names() == ["mqtt_connect", "mqtt_subscribe"]
+    m.calls[:] = []
+    link.cfg["device_name"] = "other-device"  # new credentials (e.g. after registration)
+    link._goto(MQTT)
+    link._connect()
+    assert m.names() == ["mqtt_disconnect", "mqtt_connect", "mqtt_subscribe"]
 
 
 def test_attach_is_polled_then_times_out_into_a_module_restart():
