@@ -14,9 +14,7 @@ for p in (ROOT, os.path.join(ROOT, "host_tests")):
 
 @pytest.fixture(scope="module")
 def cloud():
-    from tools.cloud import LocalCloud
-    from tools.simenv import registry
+    from tools.cloud.api import LocalCloud
 
-    reg = registry()
-    with LocalCloud(devices=reg["devices"], products=reg["products"]) as c:
+    with LocalCloud.demo() as c:
         yield c

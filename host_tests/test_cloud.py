@@ -1,4 +1,4 @@
-# Tests of the local Aliyun (tools/cloud.py): auth endpoint, broker logins, ACL, console API,
+# Tests of the local Aliyun (tools/cloud/): auth endpoint, broker logins, ACL, console API,
 # and the official Aliyun Python SDK (linkkit) against it. Devices are paho-mqtt clients.
 import contextlib
 import hashlib
@@ -18,8 +18,8 @@ import urllib.request
 import paho.mqtt.client as mqtt
 import pytest
 
-from tools.cloud import LocalCloud
-from tools.cloud_auth import hmac_hex
+from tools.cloud.api import LocalCloud
+from tools.cloud.auth import hmac_hex
 from tools.proc import stop as stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -430,7 +430,7 @@ def test_kick_that_does_not_finish_aborts_the_connection():
 
     from amqtt.adapters import StreamWriterAdapter
 
-    from tools.cloud_broker import AliyunBroker, _Live
+    from tools.cloud.broker import AliyunBroker, _Live
 
     class Handler:  # amqtt's handler: closes the session, then the broker marks it done
         def __init__(self, finishes):
@@ -467,7 +467,7 @@ def test_kick_that_does_not_finish_aborts_the_connection():
 # -- console CLI ----------------------------------------------------------------------------------
 def test_console_cli_watch_and_publish(cloud):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    w = subprocess.Popen([sys.executable, "tools/console.py", "--state", cloud.state_dir, "watch", PK, DN],
+    w = subprocess.Popen([sys.executable, "-m", "tools.cloud.console", "--state", cloud.state_dir, "watch", PK, DN],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     d = Dev(cloud, *direct())
     try:
@@ -476,7 +476,7 @@ def test_console_cli_watch_and_publish(cloud):
         d.c.publish("/%s/%s/user/update" % (PK, DN), b"temp=21.5", qos=1)
         line = w.stdout.readline()
         assert "qos1 /%s/%s/user/update temp=21.5" % (PK, DN) in line
-        out = subprocess.run([sys.executable, "tools/console.py", "--state", cloud.state_dir, "publish",
+        out = subprocess.run([sys.executable, "-m", "tools.cloud.console", "--state", cloud.state_dir, "publish",
                               "/%s/%s/user/get" % (PK, DN), "from-cli", "--qos", "1"],
                              cwd=ROOT, capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
@@ -490,8 +490,8 @@ def test_console_cli_watch_and_publish(cloud):
 
 @contextlib.contextmanager
 def cloud_script(state_dir):
-    """`python tools/cloud.py` on the demo registry; SIGTERM afterwards must be a clean exit."""
-    p = subprocess.Popen([sys.executable, "tools/cloud.py", "--registry", "tools/demo_devices.json",
+    """`python -m tools.cloud` on the demo registry; SIGTERM afterwards must be a clean exit."""
+    p = subprocess.Popen([sys.executable, "-m", "tools.cloud", "--registry", "tools/cloud/demo_devices.json",
                           "--state", str(state_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         yield p

@@ -9,7 +9,8 @@ import pytest
 import firmware
 
 from tools.build import build_romfs, compile_mpy
-from tools.simenv import SimEnv, registry
+from tools.cloud import registry
+from tools.simenv import SimEnv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PUBLISH_SCRIPT = os.path.join(HERE, "e2e_publish.py")
@@ -81,7 +82,7 @@ def test_telemetry_sequence_has_no_gaps(cloud):
 
 
 def test_wrong_secret_is_refused_and_not_hammered(cloud):
-    device = dict(registry()["devices"][1], deviceSecret="WrongSecret000000000000000000000")
+    device = dict(registry.demo()["devices"][1], deviceSecret="WrongSecret000000000000000000000")
     with SimEnv(cloud=cloud, device=device) as env:
         line = env.firmware.wait_log("check the device triple", timeout=30)
         assert "retrying slowly" in line

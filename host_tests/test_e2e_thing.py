@@ -151,8 +151,8 @@ def test_console_commands_against_a_running_device(cloud):
         env.firmware.wait_log("link: mqtt -> up", timeout=30)
         wait_topic(env, T.property_post)  # subscriptions are in place once on_up ran
         for args in (["set", PK, DN, '{"LightSwitch": 1}'], ["call", PK, DN, "ping", '{"n": 3}']):
-            out = subprocess.run([sys.executable, os.path.join(root, "tools", "cloud.py"), args[0], "--state",
-                                  cloud.state_dir] + args[1:], capture_output=True, text=True, timeout=60)
+            out = subprocess.run([sys.executable, "-m", "tools.cloud.console", "--state", cloud.state_dir] + args,
+                                 cwd=root, capture_output=True, text=True, timeout=60)
             assert out.returncode == 0, out.stdout + out.stderr
             sent, reply = out.stdout.splitlines()[:2]
             rid = sent.split(" id ")[1].split()[0]
@@ -171,7 +171,7 @@ class _State:
 
 
 def test_platform_replies_unit():
-    from tools.cloud_broker import platform_replies
+    from tools.cloud.broker import platform_replies
 
     st = _State()
     post = json.dumps({"id": "5", "version": "1.0", "params": {"a": 1}, "method": "thing.event.property.post"}).encode()

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tools.simenv import SimEnv, registry
+from tools.cloud import registry
+from tools.simenv import SimEnv
 
 CFG = {"interval": 0.2, "backoff_min_ms": 100, "backoff_max_ms": 1000, "outbox": 500, "stats_interval": 1}
 
@@ -227,7 +228,7 @@ def test_http_flow_pdp_loss_reuses_the_token_and_resubscribes(cloud):
 
 
 def test_http_flow_wrong_secret_is_not_hammered(cloud):
-    device = dict(registry()["devices"][1], deviceSecret="WrongSecret000000000000000000000")
+    device = dict(registry.demo()["devices"][1], deviceSecret="WrongSecret000000000000000000000")
     with SimEnv(cloud=cloud, flow="http", device=device, cfg=CFG) as env:
         line = env.firmware.wait_log("check the device triple", timeout=30)
         assert "retrying slowly" in line

@@ -1,5 +1,5 @@
 # The virtual Air724UG (tools/vmodule.py), driven like a UART over a raw TCP socket with exact
-# byte expectations. MQTT and HTTP go to the local Aliyun (tools/cloud.py LocalCloud), which
+# byte expectations. MQTT and HTTP go to the local Aliyun (tools/cloud/, LocalCloud), which
 # checks the real sign rules; a tiny HTTP echo server shows exactly what the module sent.
 import hashlib
 import hmac
@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tools.cloud import LocalCloud
+from tools.cloud.api import LocalCloud
 from tools.vmodule import (
     ParamError,
     VirtualModule,

@@ -27,8 +27,8 @@ if ROOT not in sys.path:
 
 from tools.build import compile_mpy  # noqa: E402
 from tools.bench_wire import TimedLog  # noqa: E402
-from tools.cloud import LocalCloud  # noqa: E402
-from tools.simenv import SimEnv, registry  # noqa: E402
+from tools.cloud.api import LocalCloud  # noqa: E402
+from tools.simenv import SimEnv  # noqa: E402
 
 # a real Air724 on a real network: TCP/TLS connect ~1.4 s, an HTTPS request 0.5-1 s,
 # CONNACK/SUBACK one round trip, the bearer a fraction of a second, ~10 ms per reply
@@ -127,8 +127,7 @@ def main(argv=None):
         a.runs = 1
     result = {"delays": DELAYS}
     mpy_dir = tempfile.mkdtemp(prefix="bench-mpy-")
-    reg = registry()
-    cloud = LocalCloud(devices=reg["devices"], products=reg["products"]).start()
+    cloud = LocalCloud.demo().start()
     try:
         compile_mpy(mpy_dir)
         for flow in a.flows.split(","):

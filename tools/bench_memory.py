@@ -186,10 +186,10 @@ if ROOT not in sys.path:
 
 from firmware.at import RXBUF  # noqa: E402
 from tools.build import build_romfs, compile_mpy  # noqa: E402
-from tools.cloud import LocalCloud  # noqa: E402
-from tools.console import console_client  # noqa: E402
+from tools.cloud.console import client as console_client  # noqa: E402
+from tools.cloud.api import LocalCloud  # noqa: E402
 from tools.proc import micropython_bin  # noqa: E402
-from tools.simenv import SimEnv, registry  # noqa: E402
+from tools.simenv import SimEnv  # noqa: E402
 
 BAD = ("MemoryError", "Traceback")
 MB = "MEM "
@@ -561,8 +561,7 @@ def main(argv=None):
     n = 200 if a.quick else a.messages
     result = {"messages": n, "lo_k": a.lo, "hi_k": a.hi, "step_k": a.step, "floor_k": {}, "no_ntp_k": {}, "confirm_runs": CONFIRM, "tried": []}
     mpy_dir = tempfile.mkdtemp(prefix="bench-mpy-")
-    reg = registry()
-    cloud = LocalCloud(devices=reg["devices"], products=reg["products"]).start()
+    cloud = LocalCloud.demo().start()
     try:
         compile_mpy(mpy_dir)
         floor = None

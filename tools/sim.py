@@ -145,13 +145,11 @@ def main():
     ap.add_argument("-v", "--verbose", action="store_true", help="show the firmware's log live")
     args = ap.parse_args()
     flows = ("mqtt", "http") if args.flow == "both" else (args.flow,)
-    from tools.cloud import LocalCloud
-    from tools.simenv import registry
+    from tools.cloud.api import LocalCloud
 
-    reg = registry()
     print("local cloud: auth endpoint + MQTT broker on 127.0.0.1 (demo device a1DemoPk001/demo-device-1)")
     results = []
-    with LocalCloud(devices=reg["devices"], products=reg["products"]) as cloud:
+    with LocalCloud.demo() as cloud:
         for flow in flows:
             print("\n== flow %r: real main.py under micropython, virtual Air724 module ==" % flow)
             results.append(run_flow(flow, cloud, args.verbose))

@@ -20,18 +20,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tools.cloud import LocalCloud  # noqa: E402
+from tools.cloud.api import LocalCloud  # noqa: E402
 from tools.proc import micropython_bin  # noqa: E402
 from tools.proc import stop as stop_process  # noqa: E402
 from tools.vmodule import VirtualModule  # noqa: E402
 
-REGISTRY = os.path.join(ROOT, "tools", "demo_devices.json")
 DEMO = {"productKey": "a1DemoPk001", "deviceName": "demo-device-1", "deviceSecret": "DemoDeviceSecret0000000000000001"}
-
-
-def registry():
-    with open(REGISTRY) as f:
-        return json.load(f)
 
 
 # On a board a ROMFS partition is flash mapped into the address space; the unix port has
@@ -162,8 +156,7 @@ class SimEnv:
     def start(self):
         try:
             if self.cloud is None:
-                reg = registry()
-                self.cloud = LocalCloud(devices=reg["devices"], products=reg["products"]).start()
+                self.cloud = LocalCloud.demo().start()
             self.vm = VirtualModule(auth_url=self.cloud.auth_url,
                                     mqtt_addr=("127.0.0.1", self.cloud.mqtt_port),
                                     mqtts_addr=("127.0.0.1", self.cloud.mqtts_port),

@@ -1,8 +1,9 @@
-# Local Aliyun, part 2: the MQTT broker, with Aliyun's authentication, CONNACK codes and ACL.
+# The local cloud's MQTT broker: amqtt with Aliyun's logins (auth.check_connect), CONNACK
+# codes, per-device ACL, server-side kick and the platform's own replies (platform_replies).
 #
 # Broker choice: PyPI amqtt 0.12.1 (already pinned in requirements.txt), not Debian mosquitto.
 #  - The checks need the shared registry and the tokens that the HTTP auth endpoint issues.
-#    With amqtt both live in one Python process (tools/cloud.py): one CloudState object, no
+#    With amqtt both live in one Python process (python -m tools.cloud): one CloudState, no
 #    IPC, no second implementation of the sign rule. Mosquitto would need a C plugin
 #    (mosquitto-dev headers, a compiler in CI) plus a way to share tokens with the endpoint.
 #  - Aliyun answers bad logins with CONNACK 2, 3, 4 or 5 depending on the fault. A mosquitto
@@ -16,7 +17,7 @@
 #  wrong password could kick the legitimate one). AliyunBroker therefore overrides a few
 #  private Broker methods; they are tied to the pinned amqtt==0.12.1 and guarded by
 #  host_tests/test_cloud.py:
-#    _handle_client_session  check the CONNECT first (CloudState.check_connect); on failure
+#    _handle_client_session  check the CONNECT first (auth.check_connect); on failure
 #                            send CONNACK rc and close, before amqtt touches any session; on
 #                            success kick older connections of the same device / clientId,
 #                            set the 1.5 x keepalive cut-off, drop will messages, then go on.
@@ -41,7 +42,7 @@ from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.mqtt.connack import ConnackPacket
 
-from tools.cloud_auth import RC_OK
+from tools.cloud.auth import RC_OK, check_connect
 
 log = logging.getLogger("localcloud.broker")
 
@@ -204,7 +205,7 @@ class _DualServer:
 
 
 class AliyunBroker(Broker):
-    """amqtt Broker with Aliyun's login rules. state: tools.cloud_auth.CloudState;
+    """amqtt Broker with Aliyun's login rules. state: registry.CloudState;
     console: (username, password) of the privileged client; on_uplink(record) is called for
     every accepted device publish, in order. dual_tls=(certfile, keyfile) makes the "default"
     listener take TLS too (like Aliyun's port 1883)."""
@@ -231,8 +232,8 @@ class AliyunBroker(Broker):
 
     # -- connections ----------------------------------------------------------------------
     async def _handle_client_session(self, reader, writer, session, handler, server, listener_name):
-        rc, identity = self.cloud_state.check_connect(
-            session.client_id, session.username, session.password, session.keep_alive,
+        rc, identity = check_connect(
+            self.cloud_state, session.client_id, session.username, session.password, session.keep_alive,
             tls=session.ssl_object is not None, console=self.console)
         if rc != RC_OK:
             log.info("refused %r user=%r: CONNACK %d", session.client_id, session.username, rc)

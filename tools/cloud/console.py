@@ -1,14 +1,21 @@
-#!/usr/bin/env python3
-"""The cloud-side console of the local Aliyun (tools/cloud.py), like Aliyun's web console.
+"""The console of a running local cloud, like Aliyun's web console.
 
-    python tools/console.py --state DIR watch PK DN          # print a device's uplinks as they arrive
-    python tools/console.py --state DIR publish TOPIC PAYLOAD [--qos 1]   # downlink
-    python tools/console.py --state DIR devices              # registry + who is online
+A privileged MQTT client and the control API of the cloud process (python -m tools.cloud),
+given its cloud.json. LocalCloud (api.py) drives the cloud through these functions; the CLI
+is the same for a person:
+
+    python -m tools.cloud.console --state DIR watch PK DN        # a device's uplinks as they arrive
+    python -m tools.cloud.console --state DIR publish TOPIC PAYLOAD [--qos 1]   # downlink
+    python -m tools.cloud.console --state DIR devices            # registry + who is online
+    python -m tools.cloud.console --state DIR kick PK DN         # server-side disconnect
+    python -m tools.cloud.console --state DIR set PK DN '{"LightSwitch":1}'   # thing model: set
+    python -m tools.cloud.console --state DIR call PK DN ping '{}'            # ... call a service
 
 --state is the cloud's state directory (or its cloud.json), where the running cloud wrote its
 ports and the privileged console credentials (new ones at every cloud start). The console is
 an MQTT client with those credentials: it may publish to any topic, and it reads uplinks
 from the broker's $cloud/uplink/{pk}/{dn} copies (each carries the device's publish QoS).
+`set` and `call` print the device's reply, read from the cloud's uplink record.
 """
 import argparse
 import json
@@ -20,12 +27,10 @@ import urllib.parse
 import urllib.request
 import uuid
 
-if __package__ in (None, ""):  # run as `python tools/console.py`
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import paho.mqtt.client as mqtt
 
 UPLINK_ENVELOPE = "$cloud/uplink"
+_ids = [int(time.time() * 1000) % 100000000]
 
 
 def load_info(state):
@@ -34,7 +39,7 @@ def load_info(state):
         return json.load(f)
 
 
-def console_client(info, client_id=None):
+def client(info, client_id=None):
     """A connected privileged paho client (network loop running); caller must stop it."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                     client_id=client_id or "cloud-console-" + uuid.uuid4().hex[:12], clean_session=True)
@@ -56,13 +61,13 @@ def console_client(info, client_id=None):
     return c
 
 
-def console_publish(info, topic, payload, qos=0, timeout=5.0):
+def publish(info, topic, payload, qos=0, timeout=5.0):
     """Publish one downlink as the privileged client. Returns once the broker has handed it
     to its subscribers: the console subscribes to the same topic and waits for the echo, so
     closing the connection right after cannot lose the message."""
     if isinstance(payload, str):
         payload = payload.encode()
-    c = console_client(info)
+    c = client(info)
     try:
         echo, subbed = threading.Event(), threading.Event()
         c.on_message = lambda cl, ud, m: echo.set() if m.topic == topic and m.payload == payload else None
@@ -89,6 +94,61 @@ def control(info, op, **form):
         return json.loads(r.read())
 
 
+class UplinkRecord:
+    """The cloud's record of device publishes (uplinks.jsonl: one JSON object a line, appended
+    by the cloud process), read from where it ended when this reader was made."""
+
+    def __init__(self, path):
+        self.path = path
+        self.pos = os.path.getsize(path) if os.path.exists(path) else 0
+
+    def read(self):
+        """[(topic, payload bytes, qos as published)] of the complete lines written since."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n") + 1  # only complete lines
+        self.pos += end
+        out = []
+        for line in chunk[:end].splitlines():
+            r = json.loads(line)
+            out.append((r["topic"], r["payload"].encode("latin-1"), r["qos"]))
+        return out
+
+
+# -- thing model (Alink JSON) ----------------------------------------------------------------------
+def _thing_topic(pk, dn, identifier):
+    return "/sys/%s/%s/thing/service/%s" % (pk, dn, identifier)
+
+
+def thing_request(info, pk, dn, identifier, params):
+    """A thing.service.* downlink ("property/set": set properties; any other identifier: call
+    that service) with a fresh Alink request id, which it returns."""
+    _ids[0] += 1
+    rid = str(_ids[0])
+    method = "thing.service." + identifier.replace("/", ".")
+    msg = json.dumps({"id": rid, "version": "1.0", "params": params, "method": method})
+    publish(info, _thing_topic(pk, dn, identifier), msg, 0)
+    return rid
+
+
+def thing_reply_test(pk, dn, identifier, rid):
+    """pred(topic, payload): is this uplink the device's reply to request `rid`?"""
+    want = _thing_topic(pk, dn, identifier) + "_reply"
+
+    def is_reply(topic, payload):
+        if topic != want:
+            return False
+        try:
+            return str(json.loads(payload).get("id")) == rid
+        except (ValueError, AttributeError):
+            return False
+    return is_reply
+
+
 def _show(rec):
     try:
         text = rec["payload"].encode("latin-1").decode("utf-8")
@@ -99,7 +159,7 @@ def _show(rec):
 
 
 def watch(info, pk, dn, out=sys.stdout, stop=None):
-    c = console_client(info)
+    c = client(info)
 
     def on_message(client, userdata, m):
         print(_show(json.loads(m.payload)), file=out, flush=True)
@@ -117,27 +177,52 @@ def watch(info, pk, dn, out=sys.stdout, stop=None):
         c.loop_stop()
 
 
+def thing_command(info, a):
+    """`set` / `call`: send the request, print the device's reply (0), or say none came (1)."""
+    identifier = "property/set" if a.cmd == "set" else a.identifier
+    record = UplinkRecord(info["uplinks"])
+    rid = thing_request(info, a.pk, a.dn, identifier, json.loads(a.params))
+    print("sent thing.service.%s id %s to %s/%s" % (identifier.replace("/", "."), rid, a.pk, a.dn))
+    if a.wait <= 0:
+        return 0
+    is_reply = thing_reply_test(a.pk, a.dn, identifier, rid)
+    deadline = time.monotonic() + a.wait
+    while time.monotonic() < deadline:
+        for topic, payload, _qos in record.read():
+            if is_reply(topic, payload):
+                print("reply %s" % payload.decode("utf-8", "replace"))
+                return 0
+        time.sleep(0.1)
+    print("no reply within %.0f s" % a.wait)
+    return 1
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.cloud.console", description=__doc__.splitlines()[0])
     ap.add_argument("--state", required=True, help="the cloud's state directory or its cloud.json")
     sub = ap.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("watch", help="print a device's uplinks as they arrive")
-    w.add_argument("pk")
-    w.add_argument("dn")
     p = sub.add_parser("publish", help="send a downlink (console 'publish message')")
     p.add_argument("topic")
     p.add_argument("payload")
     p.add_argument("--qos", type=int, default=0, choices=(0, 1))
     sub.add_parser("devices", help="list the registry and who is online")
     k = sub.add_parser("kick", help="disconnect a device server-side")
-    k.add_argument("pk")
-    k.add_argument("dn")
+    st = sub.add_parser("set", help="thing model: set properties (thing.service.property.set)")
+    ca = sub.add_parser("call", help="thing model: call a service (thing.service.IDENTIFIER)")
+    for sp in (w, k, st, ca):
+        sp.add_argument("pk")
+        sp.add_argument("dn")
+    ca.add_argument("identifier")
+    for sp in (st, ca):
+        sp.add_argument("params", help="the params object, JSON")
+        sp.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the device's reply (0: do not wait)")
     a = ap.parse_args(argv)
     info = load_info(a.state)
     if a.cmd == "watch":
         watch(info, a.pk, a.dn)
     elif a.cmd == "publish":
-        console_publish(info, a.topic, a.payload, a.qos)
+        publish(info, a.topic, a.payload, a.qos)
         print("published %d bytes to %s (qos %d)" % (len(a.payload.encode()), a.topic, a.qos))
     elif a.cmd == "devices":
         for d in control(info, "devices")["devices"]:
@@ -145,6 +230,8 @@ def main(argv=None):
                                                          d["active"], d["online"]))
     elif a.cmd == "kick":
         print("kicked %d connection(s)" % control(info, "kick", productKey=a.pk, deviceName=a.dn)["kicked"])
+    else:
+        return thing_command(info, a)
     return 0
 
 
