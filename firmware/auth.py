@@ -5,6 +5,9 @@
 #   post_form()      POST a form, the answer's data or a CloudError naming its code
 # Loaded only by the "http" flow and by dynamic registration: a device on the direct MQTT
 # flow never holds this code. Signs and field checks come from firmware/sign.py.
+# The answers hold secrets (an iotToken, a new DeviceSecret): following the redaction rule
+# (firmware/log.py) an error about one says what was wrong with it and its length, or the
+# platform's numeric code, never any of its bytes (not even its "message").
 import json
 
 from firmware import log
@@ -83,27 +86,50 @@ def auth_url(cfg, path="/auth/devicename"):
     return "https://%s%s" % (cfg.get("auth_host") or "iot-auth.%s.aliyuncs.com" % cfg["region"], path)
 
 
-def post_form(modem, cfg, path, body):
-    """POST a form to the auth server through the module (bearer open); the JSON's data."""
-    status, data = modem.http_post(auth_url(cfg, path), body)
+def _reply(data):
+    """The JSON object of an answer, or None (not JSON, not an object, not UTF-8)."""
     try:
         reply = json.loads(data)
-        code = reply.get("code")
-    except (ValueError, AttributeError):
-        raise CloudError(status, "%s: HTTP %d, unreadable reply %r" % (path, status, data[:80]))
+    except Exception:  # ValueError; UnicodeError, whose repr would hold the whole answer
+        return None
+    return reply if isinstance(reply, dict) else None
+
+
+def _is_text(v):
+    return isinstance(v, str) and v != ""
+
+
+def post_form(modem, cfg, path, body):
+    """POST a form to the auth server through the module (bearer open); the JSON's data
+    (a dict). CloudError names what was wrong with the answer, never what it held."""
+    status, data = modem.http_post(auth_url(cfg, path), body)
+    reply = _reply(data)  # raised below, outside any except: no chained decode error
+    if reply is None:
+        raise CloudError(status, "%s: HTTP %d, the %d-byte answer is not a JSON object" % (path, status, len(data)))
+    code = reply.get("code")
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise CloudError(status, "%s: HTTP %d, the %d-byte answer has no numeric code" % (path, status, len(data)))
     if code != 200:
-        raise CloudError(code, "%s refused: code %s, %s (%s)" % (path, code, AUTH_CODES.get(code, "unknown code"), reply.get("message")))
-    return reply.get("data") or {}
+        raise CloudError(code, "%s refused: code %d, %s" % (path, code, AUTH_CODES.get(code, "unknown code")))
+    data = reply.get("data")
+    return data if isinstance(data, dict) else {}
 
 
 def http_auth(modem, cfg):
     """Flow "http": (username=iotId, password=iotToken, host or None, port or None)."""
     body = auth_form(cfg["product_key"], cfg["device_name"], cfg["device_secret"], client_id(cfg), cfg["sign_method"])
     data = post_form(modem, cfg, "/auth/devicename", body + "&resources=mqtt")
-    try:
-        iot_id, token = data["iotId"], data["iotToken"]
-    except (KeyError, TypeError):
-        raise CloudError(200, "/auth/devicename: reply without iotId/iotToken")
-    mqtt = (data.get("resources") or {}).get("mqtt") or {}
-    log.info(_TAG, "token issued for %s (lives 7 days)", iot_id)
-    return iot_id, token, mqtt.get("host"), mqtt.get("port")
+    iot_id, token = data.get("iotId"), data.get("iotToken")
+    if not _is_text(iot_id) or not _is_text(token):
+        raise CloudError(200, "/auth/devicename: answer without %s as text" % ("iotId" if not _is_text(iot_id) else "iotToken"))
+    mqtt = data.get("resources")
+    mqtt = mqtt.get("mqtt") if isinstance(mqtt, dict) else None
+    host = port = None
+    if isinstance(mqtt, dict):
+        host, port = mqtt.get("host"), mqtt.get("port")
+        if not _is_text(host):
+            host = None
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            port = None
+    log.info(_TAG, "token issued (lives 7 days)")
+    return iot_id, token, host, port

@@ -6,7 +6,8 @@
 # stored at once, atomically: written to secret.json.tmp, then os.rename'd over
 # secret.json (next to config.json): a reset mid-write leaves the old file (or none), never
 # half a secret. config.load() merges secret.json (merge()) so every later start uses it and
-# never registers again. The secret is never logged.
+# never registers again. The secret is never logged, and neither is anything the answer or
+# secret.json holds (the redaction rule, firmware/log.py): errors name what was wrong.
 #
 #   6289 "already active": the platform gave this device its secret before and will not give
 #   it again (a lost secret.json, a reflashed board, or two boards with one DeviceName). The
@@ -54,7 +55,7 @@ def load(path, pk, dn):
         log.error(_TAG, "%s holds no device_secret: ignored", path)
         return None
     if d.get("product_key") != pk or d.get("device_name") != dn:
-        log.warn(_TAG, "%s is for %s/%s, not %s/%s: ignored", path, d.get("product_key"), d.get("device_name"), pk, dn)
+        log.warn(_TAG, "%s is for another device, not %s/%s: ignored", path, pk, dn)
         return None
     return d["device_secret"]
 
@@ -148,7 +149,7 @@ def provision(modem, cfg, until=None):
             log.error(_TAG, "registration refused: %s", e)
             wait = cfg.get("backoff_refused_ms", 600000) if e.code in _FOREVER else None
         except Exception as e:  # module, network, flash: try again
-            log.error(_TAG, "registration failed: %r", e)
+            log.error(_TAG, "registration failed: %s", log.err(e))
             wait = None
         if wait is None:
             delay = min(cfg.get("backoff_max_ms", 60000), max(cfg.get("backoff_min_ms", 1000), delay * 2))
