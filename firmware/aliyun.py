@@ -94,14 +94,15 @@ def connect(modem, cfg, topics):
 
 
 def parse(topic, payload, tag=_TAG):
-    """A downlink's JSON object (thing model, NTP), or None (logged) when it is not one."""
+    """A downlink's JSON object (thing model, NTP), or None (logged) when it is not one.
+    The log names the topic and the length, never the payload (firmware/log.py's rule)."""
     try:
         msg = json.loads(payload)
     except Exception:  # ValueError; UnicodeError (a subclass on CPython) for bad UTF-8
-        log.error(tag, "bad JSON on %s (%d bytes): %r", topic, len(payload), payload[:60])
+        log.error(tag, "bad JSON on %s (%d bytes): ignored", topic, len(payload))
         return None
     if not isinstance(msg, dict):
-        log.error(tag, "not a JSON object on %s: %r", topic, payload[:60])
+        log.error(tag, "not a JSON object on %s (%d bytes): ignored", topic, len(payload))
         return None
     return msg
 

@@ -87,7 +87,7 @@ def set_rtc(epoch_ms):
         RTC().datetime(rtc_tuple(epoch_ms))
         return True
     except Exception as e:
-        log.warn(_TAG, "RTC not set: %r", e)
+        log.warn(_TAG, "RTC not set: %s", log.err(e))
         return False
 
 
@@ -141,7 +141,7 @@ class Ntp:
             srv_recv = int(msg["serverRecvTime"])
             srv_send = int(msg["serverSendTime"])
         except (KeyError, ValueError, TypeError):
-            log.error(_TAG, "response without deviceSendTime/serverRecvTime/serverSendTime: %s", payload[:120])
+            log.error(_TAG, "response without deviceSendTime/serverRecvTime/serverSendTime (%d bytes): ignored", len(payload))
             return True
         if self._sent is None or sent != self._sent:
             log.warn(_TAG, "response to another request (deviceSendTime %d): ignored", sent)

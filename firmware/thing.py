@@ -17,7 +17,9 @@
 # set, service calls) are answered on their `_reply` topic with the same id: 200, or the
 # handler's code; a handler that raises gets ERROR (400, logged), bad parameters
 # BAD_PARAMS (460). Nothing a downlink carries (bad JSON, wrong types) can raise out of
-# handle(); what cannot be answered (no id) is logged.
+# handle(); what cannot be answered (no id) is logged. What the cloud sent is logged only
+# through log.safe() (ids, codes, the platform's message) or by its length, an exception by
+# log.err() (firmware/log.py's redaction rule).
 import json
 
 from firmware import log
@@ -111,7 +113,7 @@ class Thing:
             else:
                 return False
         except Exception as e:  # a bug here must not take the app's loop down either
-            log.error(_TAG, "downlink on %s not handled: %r", topic, e)
+            log.error(_TAG, "downlink on %s not handled: %s", topic, log.err(e))
         return True
 
     # ------------------------------------------------------------------ posts and replies
@@ -144,7 +146,7 @@ class Thing:
         rid = str(msg.get("id"))
         p = self._pending.pop(rid, None)
         if p is None:
-            log.warn(_TAG, "reply on %s for id %s that is not pending (late or duplicate)", topic, rid)
+            log.warn(_TAG, "reply on %s for id %s that is not pending (late or duplicate)", topic, log.safe(rid, 16))
             return
         self._next_due()
         code = msg.get("code")
@@ -155,12 +157,12 @@ class Thing:
             try:
                 callback(rid, code, data)
             except Exception as e:
-                log.error(_TAG, "callback for %s %s failed: %r", method, rid, e)
+                log.error(_TAG, "callback for %s %s failed: %s", method, rid, log.err(e))
             return
         if code == OK:
             log.info(_TAG, "%s %s: code 200", method, rid)
         else:
-            log.warn(_TAG, "%s %s: code %s (%s)", method, rid, code, why)
+            log.warn(_TAG, "%s %s: code %s (%s)", method, rid, log.safe(code, 12), log.safe(why, 60))
 
     # ------------------------------------------------------------------ downlinks
     def _request(self, topic, payload):
@@ -174,7 +176,7 @@ class Thing:
             return None, None
         params = msg.get("params", {})
         if not isinstance(params, dict):
-            log.error(_TAG, "request %s on %s: params is not an object", rid, topic)
+            log.error(_TAG, "request %s on %s: params is not an object", log.safe(rid, 16), topic)
             return str(rid), None
         return str(rid), params
 
@@ -186,12 +188,12 @@ class Thing:
         if params is None:
             return self._answer(reply, rid, BAD_PARAMS, None, "params must be an object")
         if self._set is None:
-            log.warn(_TAG, "property set %s: no handler (thing.on_set)", rid)
+            log.warn(_TAG, "property set %s: no handler (thing.on_set)", log.safe(rid, 16))
             return self._answer(reply, rid, ERROR, None, "no property set handler")
         try:
             code = self._set(params)
         except Exception as e:
-            log.error(_TAG, "property set handler failed for %s: %r", rid, e)
+            log.error(_TAG, "property set handler failed for %s: %s", log.safe(rid, 16), log.err(e))
             return self._answer(reply, rid, ERROR, None, "handler failed")
         self._answer(reply, rid, OK if code is None else code, None, None)
 
@@ -205,7 +207,7 @@ class Thing:
         try:
             out = self._services[identifier](params)
         except Exception as e:
-            log.error(_TAG, "service %s handler failed for %s: %r", identifier, rid, e)
+            log.error(_TAG, "service %s handler failed for %s: %s", identifier, log.safe(rid, 16), log.err(e))
             return self._answer(reply, rid, ERROR, None, "handler failed")
         if isinstance(out, tuple) and len(out) == 2:
             code, data = out
@@ -216,8 +218,9 @@ class Thing:
         self._answer(reply, rid, code, data, None)
 
     def _answer(self, topic, rid, code, data, message):
+        shown = log.safe(rid, 16)
         if not isinstance(code, int) or isinstance(code, bool):
-            log.error(_TAG, "handler returned code %r for %s: answering %d", code, rid, ERROR)
+            log.error(_TAG, "handler returned a %s, not a code, for %s: answering %d", type(code).__name__, shown, ERROR)
             code, message = ERROR, "bad handler code"
         reply = {"id": rid, "code": code, "data": data if data is not None else {}}
         if message:
@@ -226,11 +229,11 @@ class Thing:
             payload = json.dumps(reply)
             json.loads(payload)  # MicroPython writes what JSON cannot hold as <repr>: check
         except Exception as e:  # data the handler returned is not JSON
-            log.error(_TAG, "reply data for %s is not JSON (%r): answering %d", rid, e, ERROR)
+            log.error(_TAG, "reply data for %s is not JSON (%s): answering %d", shown, log.err(e), ERROR)
             payload = json.dumps({"id": rid, "code": ERROR, "data": {}, "message": "bad handler data"})
             code = ERROR
-        log.info(_TAG, "reply %s code %s on %s", rid, code, topic)
+        log.info(_TAG, "reply %s code %d on %s", shown, code, topic)
         try:
             self.link.publish(topic, payload, 0)
         except Exception as e:
-            log.error(_TAG, "reply %s not sent: %r", rid, e)
+            log.error(_TAG, "reply %s not sent: %s", shown, log.err(e))
