@@ -10,11 +10,15 @@
 #
 # They use the running app's modem (firmware.app.current) when there is one, else they open
 # the UART named in config.json. Every function takes out=callable(line) (default print).
-# Nothing here ever prints a device or product secret: config is shown through
-# config.masked(), and every line goes through a filter that masks the secrets' text.
+# Nothing here ever prints a secret (firmware/log.py's redaction rule): config is shown
+# through config.masked(), text from the module that explains a failure (a version, an error)
+# through log.safe() / log.err(), an auth answer by its code only; and every line goes
+# through a filter that masks the text of each secret diag knows of (DeviceSecret,
+# ProductSecret, the direct flow's MQTT password, a token it fetched or the link holds).
 import sys
 
 from firmware import config as _config
+from firmware import log
 from firmware.port import MICROPYTHON, sleep_ms
 
 _session = None  # (modem, cfg, link) opened by diag itself when no app is running
@@ -95,11 +99,19 @@ def _open(cfg):
 
 
 class _Out:
-    """The output sink: masks every secret of the config, whatever printed it."""
+    """The output sink: masks every secret diag knows of, whatever printed it."""
 
-    def __init__(self, out, cfg):
+    def __init__(self, out, cfg, link=None):
         self.out = out or print
         self.secrets = [cfg[k] for k in _config.SECRETS if cfg and isinstance(cfg.get(k), str) and cfg.get(k)]
+        self.add(_password(cfg))
+        token = getattr(link, "_token", None)  # the "http" flow's (user, iotToken, ...)
+        if isinstance(token, tuple) and len(token) > 1:
+            self.add(token[1])
+
+    def add(self, secret):
+        if isinstance(secret, str) and secret and secret not in self.secrets:
+            self.secrets.append(secret)
 
     def __call__(self, line):
         line = str(line)
@@ -165,7 +177,9 @@ def _value(lines, prefix=None):
     """The text of the last information line, without `prefix:` and quotes."""
     if not lines:
         return None
-    text = lines[-1].decode() if isinstance(lines[-1], bytes) else lines[-1]
+    from firmware.at import text as _text  # bytes that are not UTF-8 as '?'
+
+    text = _text(lines[-1]) if isinstance(lines[-1], bytes) else lines[-1]
     if prefix and text.startswith(prefix):
         text = text[len(prefix) :].lstrip().lstrip(":")
     return text.strip().strip('"')
@@ -185,7 +199,25 @@ def _probe(modem, tries=3):
 
 
 def _err(e):
-    return "%s: %s" % (type(e).__name__, e)
+    return log.err(e)
+
+
+def _version(modem):
+    """The module's version as far as it may be shown (log.safe)."""
+    return log.safe(modem.version, 48)
+
+
+def _password(cfg):
+    """The direct flow's MQTT password (the same sign on every connect), to be masked."""
+    if not cfg or cfg.get("auth") != "mqtt" or not cfg.get("device_secret"):
+        return None
+    try:
+        from firmware import aliyun, sign
+
+        return sign.mqtt_credentials(cfg["product_key"], cfg["device_name"], cfg["device_secret"],
+                                     aliyun.client_id(cfg), cfg["sign_method"])[2]
+    except Exception:  # a config that cannot sign cannot connect either: nothing to mask
+        return None
 
 
 def _iccid(modem):
@@ -209,7 +241,9 @@ def _bearer(modem):
     lines = modem.at.cmd("AT+SAPBR=2,1", info=b"+SAPBR")
     if not lines:
         return None, None
-    parts = lines[-1].decode().split(",")
+    from firmware.at import text
+
+    parts = text(lines[-1]).split(",")
     status = _ints(",".join(parts[:2]))[-1] if len(parts) >= 2 else None
     ip = parts[2].strip().strip('"') if len(parts) >= 3 else None
     return status, ip
@@ -219,7 +253,7 @@ def _bearer(modem):
 def report(out=None, modem=None, cfg=None, link=None):
     """Print what the module and the firmware know now. Never raises for a module error."""
     modem, cfg, link = _context(modem, cfg, link)
-    w = _Out(out, cfg)
+    w = _Out(out, cfg, link)
     w("--- module")
     if not _probe(modem):
         w.row("module", "NO REPLY to AT: " + HINTS["at"])
@@ -261,8 +295,8 @@ def _rows(w, modem):
         try:
             modem.check_version()
         except VersionError:
-            return "%s: TOO OLD, %s" % (modem.version, HINTS["version"])
-        return "%s (V%s)" % (modem.version, modem.version_number)
+            return "%s: TOO OLD, %s" % (_version(modem), HINTS["version"])
+        return "%s (V%s)" % (_version(modem), modem.version_number)
 
     def sim():
         from firmware.at import ATError
@@ -270,7 +304,7 @@ def _rows(w, modem):
         try:
             return _value(modem.at.cmd("AT+CPIN?", info=b"+CPIN"), "+CPIN")
         except ATError as e:
-            return "%s (%s)" % (e.line, "no SIM card" if e.code == 10 else "not ready")
+            return "%s (%s)" % (log.safe(e.line), "no SIM card" if e.code == 10 else "not ready")
 
     def signal():
         rssi, ber = modem.signal()
@@ -292,7 +326,7 @@ def _rows(w, modem):
         return "%s (%s)" % (st, MQTT_STATE.get(st, "?"))
 
     row("version", version)
-    row("IMEI", lambda: _value(modem.at.cmd("AT+CGSN", info=b"+CGSN"), "+CGSN"))
+    row("IMEI", lambda: _value(modem.at.cmd("AT+CGSN"), "+CGSN"))  # bare digits on most builds: no info prefix
     row("ICCID", lambda: _iccid(modem))
     row("SIM", sim)
     row("signal", signal)
@@ -304,21 +338,22 @@ def _rows(w, modem):
 
 
 # ---------------------------------------------------------------------- at()
-def at(cmd, timeout=5000, out=None, modem=None, cfg=None):
-    """Send one AT command; print its reply lines and the final result. Returns the lines."""
-    from firmware.at import ATError, ATTimeout, ModemError
+def at(cmd, timeout=5000, out=None, modem=None, cfg=None, link=None):
+    """Send one AT command; print its reply lines and the final result (the secrets diag
+    knows of masked). Returns the lines."""
+    from firmware.at import ATError, ATTimeout, ModemError, text
 
-    modem, cfg, _ = _context(modem, cfg)
-    w = _Out(out, cfg)
+    modem, cfg, link = _context(modem, cfg, link)
+    w = _Out(out, cfg, link)
     lines = []
     try:
-        lines = [x.decode() for x in modem.at.cmd(cmd, timeout=timeout, info=_info_prefix(cmd))]
-        final = (modem.at.final or b"OK").decode()
+        lines = [text(x) for x in modem.at.cmd(cmd, timeout=timeout, info=_info_prefix(cmd))]
+        final = text(modem.at.final or b"OK")
     except ATError as e:
-        lines = [x.decode() for x in modem.at.lines]
+        lines = [text(x) for x in modem.at.lines]
         final = e.line or "ERROR"
     except ATTimeout:
-        lines = [x.decode() for x in modem.at.lines]
+        lines = [text(x) for x in modem.at.lines]
         final = "(no final result within %d ms)" % timeout
     except ModemError as e:
         final = "(%s)" % _err(e)
@@ -354,7 +389,7 @@ class _Step:
         return ok
 
 
-def check(out=None, modem=None, cfg=None, attach_ms=30000, connect=True):
+def check(out=None, modem=None, cfg=None, attach_ms=30000, connect=True, link=None):
     """Step-by-step connection check. Returns None when every step passed, else the name of
     the first failing step. connect=False stops before the MQTT connect."""
     from firmware import aliyun
@@ -362,8 +397,8 @@ def check(out=None, modem=None, cfg=None, attach_ms=30000, connect=True):
     from firmware.aliyun import CloudError
     from firmware.port import ticks_add, ticks_diff, ticks_ms
 
-    modem, cfg, _ = _context(modem, cfg)
-    w = _Out(out, cfg)
+    modem, cfg, link = _context(modem, cfg, link)
+    w = _Out(out, cfg, link)
     step = _Step(w)
 
     def answers():
@@ -373,8 +408,8 @@ def check(out=None, modem=None, cfg=None, attach_ms=30000, connect=True):
         try:
             modem.check_version()
         except VersionError:
-            return False, "%s is older than V409" % modem.version
-        return True, "%s" % modem.version
+            return False, "%s is older than V409" % _version(modem)
+        return True, _version(modem)
 
     def sim():
         try:
@@ -426,14 +461,15 @@ def check(out=None, modem=None, cfg=None, attach_ms=30000, connect=True):
             return True, "already connected (the app's session)"
         try:
             cid, user, password, host, port = aliyun.credentials(modem, cfg)
-        except CloudError as e:
+        except CloudError as e:  # its text names the platform's code, never the answer
             return False, "auth: %s" % e, HINTS["auth"]
+        w.add(password)  # an iotToken just fetched ("http" flow)
         try:
             modem.mqtt_connect(cid, user, password, host, port, tls=cfg["tls"], keepalive=cfg["keepalive"])
         except CredentialsRefused as e:
-            return False, "%s:%d refused the CONNECT (%s)" % (host, port, e), HINTS["refused"]
-        except ConnectError as e:
-            return False, "%s:%d %s" % (host, port, e)
+            return False, "%s:%d refused the CONNECT (%s)" % (host, port, log.safe(str(e), 200)), HINTS["refused"]
+        except ConnectError as e:  # may quote the module's state lines: safe() them
+            return False, "%s:%d %s" % (host, port, log.safe(str(e), 200))
         try:
             modem.mqtt_disconnect()
         except Exception:
