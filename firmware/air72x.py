@@ -220,8 +220,8 @@ class Air72x:
         self.version_number = _version_number(version)
         if self.version_number is None or self.version_number < MIN_VERSION:
             raise VersionError(
-                "module firmware %r is older than V%d: Aliyun needs V%d or later, upgrade it "
-                "with Luatools" % (version, MIN_VERSION, MIN_VERSION)
+                "module firmware %s is older than V%d: Aliyun needs V%d or later, upgrade it "
+                "with Luatools" % (log.safe(version, 64), MIN_VERSION, MIN_VERSION)
             )
         return version
 
@@ -462,7 +462,7 @@ class Air72x:
                 try:
                     self.on_event(name, detail)
                 except Exception as e:
-                    log.error(_TAG, "on_event(%s) failed: %r", name, e)
+                    log.error(_TAG, "on_event(%s) failed: %s", name, log.err(e))
         while self._inbox:
             topic, payload = self._inbox.pop(0)
             self._inbox_bytes -= len(payload)
@@ -472,7 +472,7 @@ class Air72x:
             try:
                 self.on_message(topic, payload)
             except Exception as e:
-                log.error(_TAG, "on_message(%s) failed: %r", topic, e)
+                log.error(_TAG, "on_message(%s) failed: %s", topic, log.err(e))
 
     def _event(self, name, line):
         self.stats["events"] += 1

@@ -225,7 +225,7 @@ class AT:
             raise
         except Exception as e:  # a bug in the receive path: the engine stays usable
             self._reset_rx()
-            raise ModemError("%s: receive path failed: %r" % (label, e))
+            raise ModemError("%s: receive path failed: %s" % (label, log.err(e)))
         finally:
             self._active = False
             self._data = None
@@ -259,7 +259,7 @@ class AT:
             raise
         except Exception as e:
             self._reset_rx()
-            raise ModemError("receive path failed: %r" % (e,))
+            raise ModemError("receive path failed: %s" % log.err(e))
 
     def _wait(self):
         """Nothing to read: feed the watchdog, then sleep until input arrives (1 ms at most)."""
@@ -619,7 +619,7 @@ class AT:
         elif self._urc(line, None):
             return
         self.stats["unknown"] += 1
-        log.warn(_TAG, "unknown line %s", text(line[:60]))
+        log.warn(_TAG, "unknown line %s", log.safe(text(line), 60))
 
     def _end(self, line, failed=False, aborted=False):
         self.final = line
@@ -635,7 +635,7 @@ class AT:
                 try:
                     handler(line, payload)
                 except Exception as e:  # a handler bug must not kill the receive path
-                    log.error(_TAG, "URC handler for %s failed: %r", text(prefix), e)
+                    log.error(_TAG, "URC handler for %s failed: %s", text(prefix), log.err(e))
                 return True
         return False
 

@@ -316,7 +316,7 @@ class Link:
             try:
                 self.on_up()
             except Exception as e:  # the app's handler: not a reason to drop the link
-                log.error(_TAG, "on_up failed: %r", e)
+                log.error(_TAG, "on_up failed: %s", log.err(e))
 
     def _up(self):
         m = self.modem
@@ -401,13 +401,13 @@ class Link:
                 log.warn(_TAG, "token refused: fetching a new one")
         if delay is None:
             delay = self._backoff()
-        log.warn(_TAG, "%s in %s: %s; retry %s in %d ms", kind, self.state, e, state, delay)
+        log.warn(_TAG, "%s in %s: %s; retry %s in %d ms", kind, self.state, e if isinstance(e, ModemError) else log.err(e), state, delay)
         if kind == "bug":  # say where: a bug is not a link fault
             show = getattr(sys, "print_exception", None)  # MicroPython
             if show:
                 show(e)
             else:
-                log.error(_TAG, "bug: %r", e)
+                log.error(_TAG, "bug: %s", log.err(e))
         if kind in ("refused", "auth", "version"):
             log.error(_TAG, "check the device triple (ProductKey, DeviceName, DeviceSecret), "
                             "the sign method and the module firmware; retrying slowly")
@@ -432,7 +432,7 @@ class Link:
             elif not pin_only:
                 self.modem.at.cmd("AT+CFUN=1,1")  # software restart: RDY follows
         except Exception as e:
-            log.error(_TAG, "reset failed: %r", e)
+            log.error(_TAG, "reset failed: %s", log.err(e))
 
     def _classify(self, e):
         """(fault kind, phase to resume from, delay or None for the growing backoff)."""
