@@ -1,12 +1,35 @@
 # config.json: read it, fill in defaults, check every field, and say which one is wrong.
 # On a board the file lives in the flash root; on a PC, in the current directory.
-# The device secret never appears in an error, a log line or masked().
+# Every error is one ConfigError naming the field (also as e.field), the value and what is
+# allowed; a secret's value is never shown (not in an error, a log line or masked()).
+# What is checked here, at the door, and not at every connect:
+#   - strings the module takes literally: no quote, backslash or control character, and
+#     AT+MCONFIG's fields hold 256 bytes; Aliyun's rules for names (DeviceName 4..32 of
+#     letters, digits and -_@.: (RegisterDevice API), clientId at most 64 characters);
+#   - numbers: finite, whole where a whole number is needed (true/false is not a number),
+#     and every time the firmware adds to the board's ticks below 2**29 ms (ticks_add
+#     raises OverflowError at 2**29 on rp2 and esp32: about 6.2 days);
+#   - the file: UTF-8, JSON (MicroPython's json.loads lets a missing ',' or ':' and a
+#     trailing ',' pass: _strict() counts them), not nested deeper than a config is.
 import json
+import sys
 
+from firmware.port import TICKS_MAX_MS, const
 from firmware.sign import METHODS
 
 PATH = "config.json"
 SECRETS = ("device_secret", "product_secret")
+PLATFORM = sys.platform  # "rp2" or "esp32" on a board: their own limits apply (tests set it)
+
+_MAX_BYTES = const(8192)  # a config is about 1 KB; the board reads it whole
+_DEPTH = const(4)  # a config nests 2 deep (the uart object)
+_AT_FIELD = const(256)  # AT+MCONFIG: each field at most 256 bytes
+_MAX_S = TICKS_MAX_MS // 1000  # seconds the firmware can add to ticks: 536870 (6.2 days)
+# Rates the Air724UG/Air780E take (AT+IPR, and the LuatOS uart.setup() list for the same
+# modules): the standard ones from 1200 to 921600. Above 115200 the module's autobaud
+# (AT+IPR=0, its default) may not train: set AT+IPR first.
+_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+_UART = ("url", "id", "tx", "rx", "baud", "rxbuf", "flow", "rts", "cts")
 
 DEFAULTS = {
     "region": "cn-shanghai",
@@ -38,116 +61,303 @@ DEFAULTS = {
     "property_interval": 60,  # seconds between thing-model property posts (also on connect; 0: only then)
 }
 
+_secrets = ()  # the secrets of the config being checked: never shown by _show()
+
 
 class ConfigError(ValueError):
-    pass
+    """One line: "<file>: <field>: what is wrong and what is allowed". `field` is the
+    field's name ("uart.baud"), or None when the file as a whole is wrong."""
+
+    def __init__(self, msg, field=None):
+        super().__init__(msg)
+        self.field = field
 
 
 def _fail(path, field, why):
-    raise ConfigError("%s: %s: %s" % (path, field, why))
+    raise ConfigError("%s: %s: %s" % (path, field, why), field)
 
 
-def _str(cfg, path, field, required=False):
+def _show(v):
+    """A value for an error: its repr, cut short, and never one that holds a secret."""
+    r = repr(v)
+    for s in _secrets:
+        if s in r or (isinstance(v, str) and s in v):
+            return "(a value holding a secret, not shown)"
+    return r if len(r) <= 40 else r[:36] + "...'"
+
+
+def _bad_char(v, extra):
+    """The first character of `v` that is not an ASCII letter, digit or in `extra`; with
+    extra=None, the first that is not printable ASCII or is a quote or backslash."""
+    for c in v:  # at load only, over a few short strings
+        if extra is None:
+            if c < " " or c > "~" or c in "\"\\":
+                return c
+        elif not ("a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c in extra):
+            return c
+    return None
+
+
+def _text(cfg, path, field, lo, hi, extra, allowed, required=False):
+    """A string field: `lo`..`hi` characters of letters, digits and `extra` (None: printable
+    ASCII but quote and backslash), described to the user as `allowed`."""
     v = cfg.get(field)
     if v is None:
         if required:
             _fail(path, field, "missing (required)")
-        return
+        return None
     if not isinstance(v, str) or not v:
-        _fail(path, field, "must be a non-empty string")
-    for bad in ('"', "\r", "\n", "|", "&"):
-        if bad in v and field not in SECRETS:
-            _fail(path, field, "must not contain %r" % bad)
+        _fail(path, field, "%s is not a non-empty string (%s)" % (_show(v), allowed))
+    c = _bad_char(v, extra)
+    if c is not None:
+        _fail(path, field, "%s holds %s, which it cannot (%s)" % (_show(v), repr(c), allowed))
+    if not lo <= len(v) <= hi:
+        _fail(path, field, "%s is %d characters, not %d..%d (%s)" % (_show(v), len(v), lo, hi, allowed))
+    return v
 
 
-def _int(cfg, path, field, lo, hi):
+def _num(d, path, field, lo, hi, whole=True, why="", key=None):
+    """d[key or field]: a number in lo..hi (whole: an int); true/false is not a number."""
+    v = d.get(key or field)
+    if isinstance(v, bool) or not isinstance(v, int if whole else (int, float)) or not lo <= v <= hi:
+        _fail(path, field, "%s is not a %s in %s..%s%s" % (_show(v), "whole number" if whole else "number", lo, hi, why))
+    return v
+
+
+def _one_of(cfg, path, field, choices):
     v = cfg.get(field)
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        _fail(path, field, "%r is not a whole number in %d..%d" % (v, lo, hi))
+    if not isinstance(v, str) or v not in choices:
+        _fail(path, field, "%s is not one of %s" % (_show(v), ", ".join(choices)))
+
+
+def _host(cfg, path, field):
+    v = _text(cfg, path, field, 1, 253, "-.", "a host name: letters, digits, '-' and '.'")
+    if v is not None and (v[0] in "-." or v[-1] in "-." or ".." in v):
+        _fail(path, field, "%s is not a host name" % _show(v))
+
+
+def _pin(path, field, v):
+    """A GPIO number the board has (machine.Pin(n) with no mode only looks the pin up)."""
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 48:
+        _fail(path, field, "%s is not a GPIO number (0..48)" % _show(v))
+    try:
+        from machine import Pin  # pyright: ignore[reportMissingImports]
+    except ImportError:  # a PC: no pins to ask
+        return
+    try:
+        Pin(v)
+        ok = True
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        _fail(path, field, "%d is not a pin this board has" % v)
 
 
 def check(cfg, path=PATH):
     """Fill defaults into `cfg` (a dict from JSON) and validate it; return it."""
+    global _secrets
     if not isinstance(cfg, dict):
-        raise ConfigError("%s: must hold a JSON object" % path)
+        raise ConfigError("%s: must hold a JSON object ({...})" % path)
+    _secrets = tuple(s for s in (cfg.get(f) for f in SECRETS) if isinstance(s, str) and len(s) >= 4)
+    err = None
+    try:
+        _check(cfg, path)
+    except ConfigError as e:
+        err = e
+    finally:
+        secrets, _secrets = _secrets, ()
+    if err is None:
+        return cfg
+    msg = str(err)
+    for s in secrets:  # a last guard: no message carries a secret, whole
+        msg = msg.replace(s, "****")
+    raise ConfigError(msg, err.field)  # raised here, not in the except: nothing chained
+
+
+def _check(cfg, path):
     for k, v in DEFAULTS.items():
         if k not in cfg:
             cfg[k] = dict(v) if isinstance(v, dict) else v
-    _str(cfg, path, "product_key", True)
-    _str(cfg, path, "device_name", True)
-    if cfg.get("device_secret") is None and cfg.get("product_secret") is None:
+    pk = _text(cfg, path, "product_key", 1, _AT_FIELD, "", "letters and digits, as the console shows it", True)
+    dn = _text(cfg, path, "device_name", 4, 32, "-_@.:", "Aliyun's DeviceName: 4..32 letters, digits and -_@.:", True)
+    if len(dn) + 1 + len(pk) > _AT_FIELD:
+        _fail(path, "product_key", "the MQTT username device_name&product_key would be %d bytes, over the module's "
+              "%d-byte AT+MCONFIG field" % (len(dn) + 1 + len(pk), _AT_FIELD))
+    for f in SECRETS:
+        v = cfg.get(f)
+        if v is not None and (not isinstance(v, str) or not v or _bad_char(v, None) or " " in v or "'" in v):
+            _fail(path, f, "must be the secret from the console as text: printable ASCII without spaces or quotes "
+                  "(not shown here)")
+    if not cfg.get("device_secret") and not cfg.get("product_secret"):
         _fail(path, "device_secret", "missing (or give product_secret for dynamic registration)")
-    for f in SECRETS + ("region", "mqtt_host", "auth_host", "apn"):
-        if f == "apn" and cfg.get(f) == "":
-            continue  # empty APN: the network's default
-        _str(cfg, path, f)
-    cid = cfg.get("client_id")
-    if cid is not None and (not isinstance(cid, str) or not cid or len(cid) > 64 or "|" in cid or '"' in cid):
-        _fail(path, "client_id", "must be 1..64 characters without '|' or '\"'")
-    if cfg["auth"] not in ("mqtt", "http"):
-        _fail(path, "auth", "%r is not \"mqtt\" or \"http\"" % (cfg["auth"],))
-    if cfg["sign_method"] not in METHODS:
-        _fail(path, "sign_method", "%r is not one of %s" % (cfg["sign_method"], ", ".join(METHODS)))
+    _text(cfg, path, "client_id", 1, 64, None, "Aliyun's clientId: 1..64 printable ASCII characters")
+    if "|" in (cfg["client_id"] or ""):
+        _fail(path, "client_id", "%s holds '|', which ends the clientId's id part" % _show(cfg["client_id"]))
+    r = _text(cfg, path, "region", 2, 32, "-", "a region such as cn-shanghai", True)
+    if r != r.lower() or not r[0].isalpha():
+        _fail(path, "region", "%s is not a region such as cn-shanghai (lower case)" % _show(r))
+    _host(cfg, path, "mqtt_host")
+    _host(cfg, path, "auth_host")
+    if cfg["apn"] != "":  # "": the network's default
+        _text(cfg, path, "apn", 1, 100, None, "printable ASCII, at most 100 characters (3GPP), or \"\"")
+    _one_of(cfg, path, "auth", ("mqtt", "http"))
+    _one_of(cfg, path, "sign_method", METHODS)
+    _one_of(cfg, path, "outbox_policy", ("drop_oldest", "refuse_new"))
+    _one_of(cfg, path, "log_level", ("debug", "info", "warn", "error"))
     for f in ("tls", "thing", "ntp"):
         if not isinstance(cfg[f], bool):
-            _fail(path, f, "must be true or false")
-    _int(cfg, path, "keepalive", 30, 1200)
-    _int(cfg, path, "mqtt_port", 1, 65535)
-    _int(cfg, path, "wdt_ms", 0, 600000)
-    _int(cfg, path, "outbox", 1, 1000)
-    _int(cfg, path, "backoff_min_ms", 10, 3600000)
-    _int(cfg, path, "backoff_max_ms", cfg["backoff_min_ms"], 3600000)
-    _int(cfg, path, "backoff_refused_ms", 10, 86400000)
-    _int(cfg, path, "status_ms", 0, 3600000)
-    si = cfg["stats_interval"]
-    if not isinstance(si, (int, float)) or isinstance(si, bool) or si < 0:
-        _fail(path, "stats_interval", "%r is not a number of seconds >= 0" % (si,))
-    for f in ("ntp_interval", "property_interval"):
-        v = cfg[f]
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 86400:
-            _fail(path, f, "%r is not a number of seconds in 0..86400" % (v,))
-    if cfg["outbox_policy"] not in ("drop_oldest", "refuse_new"):
-        _fail(path, "outbox_policy", "%r is not \"drop_oldest\" or \"refuse_new\"" % (cfg["outbox_policy"],))
-    if cfg["qos"] not in (0, 1) or isinstance(cfg["qos"], bool):
-        _fail(path, "qos", "%r is not 0 or 1" % (cfg["qos"],))
-    iv = cfg["interval"]
-    if not isinstance(iv, (int, float)) or isinstance(iv, bool) or iv <= 0:
-        _fail(path, "interval", "%r is not a positive number of seconds" % (iv,))
-    if cfg["log_level"] not in ("debug", "info", "warn", "error"):
-        _fail(path, "log_level", "%r is not debug, info, warn or error" % (cfg["log_level"],))
-    rp = cfg["reset_pin"]
-    if rp is not None and (not isinstance(rp, int) or isinstance(rp, bool)):
-        _fail(path, "reset_pin", "must be a GPIO number or null")
+            _fail(path, f, "%s is not true or false" % _show(cfg[f]))
+    _num(cfg, path, "keepalive", 30, 1200, why=" (seconds: the platform's range)")
+    _num(cfg, path, "mqtt_port", 1, 65535)
+    _num(cfg, path, "qos", 0, 1, why=" (Aliyun takes QoS 0 and 1)")
+    _num(cfg, path, "outbox", 1, 1000, why=" (messages kept in RAM)")
+    _num(cfg, path, "interval", 0.01, _MAX_S, False,
+         " (seconds: the main loop ticks every 5 ms; a board's clock waits at most 6.2 days)")
+    for f in ("stats_interval", "ntp_interval", "property_interval"):
+        _num(cfg, path, f, 0, 86400, False, " (seconds, 0: off)")
+    _num(cfg, path, "backoff_min_ms", 10, 3600000)
+    _num(cfg, path, "backoff_max_ms", cfg["backoff_min_ms"], 3600000, why=" (from backoff_min_ms)")
+    _num(cfg, path, "backoff_refused_ms", 10, 86400000)
+    _num(cfg, path, "status_ms", 0, 3600000)
+    wdt = 600000
+    if PLATFORM == "rp2":  # machine.WDT's limit: the 24-bit counter
+        wdt = 16777 if "2350" in getattr(sys.implementation, "_machine", "") else 8388
+    w = cfg["wdt_ms"]
+    if isinstance(w, bool) or not isinstance(w, int) or w != 0:
+        _num(cfg, path, "wdt_ms", 1000, wdt, why=" ms, or 0 for no watchdog")
+    if cfg["reset_pin"] is not None:
+        _pin(path, "reset_pin", cfg["reset_pin"])
     _check_uart(cfg["uart"], path)
-    return cfg
 
 
 def _check_uart(u, path):
     if not isinstance(u, dict):
-        _fail(path, "uart", "must be an object")
-    if "url" in u:
-        if not isinstance(u["url"], str) or not u["url"]:
-            _fail(path, "uart.url", "must be a string such as \"socket://127.0.0.1:7000\"")
-        return
-    for f in ("id", "tx", "rx"):
-        v = u.get(f)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            _fail(path, "uart." + f, "%r is not a pin/port number" % (v,))
+        _fail(path, "uart", "%s is not an object such as {\"id\": 1, \"tx\": 17, \"rx\": 16}" % _show(u))
+    for k in u:
+        if k not in _UART:
+            _fail(path, "uart.%s" % k, "unknown field (the uart fields: %s)" % ", ".join(_UART))
     b = u.get("baud", 115200)
-    if not isinstance(b, int) or isinstance(b, bool) or not 1200 <= b <= 921600:
-        _fail(path, "uart.baud", "%r is not a baud rate in 1200..921600" % (b,))
+    if isinstance(b, bool) or not isinstance(b, int) or b not in _BAUDS:
+        _fail(path, "uart.baud", "%s is not a rate the module takes (1200..921600: %s)" % (
+            _show(b), ", ".join(str(x) for x in _BAUDS)))
+    flow = u.get("flow", False)
+    if not isinstance(flow, bool):
+        _fail(path, "uart.flow", "%s is not true (RTS/CTS) or false" % _show(flow))
+    if "url" in u:
+        _check_url(u["url"], path)
+        return
+    _num(u, path, "uart.id", 0, 2, key="id")  # rp2: 0, 1; esp32: 0..2 (machine.UART says which)
+    used = {}
+    for f in ("tx", "rx", "rts", "cts"):
+        if f not in u:
+            if f in ("tx", "rx"):
+                _fail(path, "uart." + f, "missing (the GPIO wired to the module's %s)" % ("RXD" if f == "tx" else "TXD"))
+            continue
+        _pin(path, "uart." + f, u[f])
+        if u[f] in used:
+            _fail(path, "uart." + f, "%d is uart.%s already" % (u[f], used[u[f]]))
+        used[u[f]] = f
+        if f in ("rts", "cts") and not flow:
+            _fail(path, "uart." + f, "given, but uart.flow is not true (RTS/CTS are used only with \"flow\": true)")
+    if flow and PLATFORM == "esp32" and not ("rts" in u and "cts" in u):
+        _fail(path, "uart.rts" if "rts" not in u else "uart.cts",
+              "needed with \"flow\": true on ESP32 (its default RTS/CTS pins are not wired out)")
+    if "rxbuf" in u:
+        _num(u, path, "uart.rxbuf", 256, 32766, why=" bytes (256: the boards' default; 32766: rp2's most)", key="rxbuf")
+
+
+def _check_url(url, path):
+    if not isinstance(url, str) or not url or _bad_char(url, None) or len(url) > 256:
+        _fail(path, "uart.url", "%s is not a string such as \"socket://127.0.0.1:7000\" or \"/dev/ttyUSB0\"" % _show(url))
+    if url.startswith("socket://"):
+        host, sep, port = url[9:].rpartition(":")
+        if not sep or not host or _bad_char(host, "-.") or not port.isdigit() or not 1 <= int(port) <= 65535:
+            _fail(path, "uart.url", "%s is not socket://host:port (a host name or address, a port in 1..65535)" % _show(url))
+    elif not (url[0] == "/" or (url[:3].upper() == "COM" and url[3:].isdigit()) or "://" in url):
+        hint = ""
+        if url.rpartition(":")[2].isdigit():
+            hint = " (did you mean \"socket://%s\"?)" % url
+        _fail(path, "uart.url", "%s is neither socket://host:port nor a serial device such as /dev/ttyUSB0 or COM3%s" % (
+            _show(url), hint))
+
+
+def _read(path):
+    """The file's text, or a ConfigError that shows none of it."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_BYTES + 1)
+    except OSError:
+        raw = None
+    if raw is None:
+        raise ConfigError("%s: not found: copy config.example.json to %s and fill in your device" % (path, path))
+    if len(raw) > _MAX_BYTES:
+        raise ConfigError("%s: larger than %d bytes: not a config file (one is about 1 KB)" % (path, _MAX_BYTES))
+    try:
+        text = raw.decode()
+    except UnicodeError:  # its repr would hold every byte of the file
+        text = None
+    if text is None:
+        raise ConfigError("%s: not UTF-8 text: save it as UTF-8 (an editor may have used GBK or Latin-1)" % path)
+    return text[1:] if text[:1] == "\ufeff" else text  # a BOM (Windows Notepad)
+
+
+def _count(v, n, depth, path):
+    """Add up what a strict JSON text of `v` holds: [containers, keys, commas, strings, scalars]."""
+    if depth > _DEPTH:
+        raise ConfigError("%s: nested deeper than %d levels: not a config (it nests 2)" % (path, _DEPTH))
+    if isinstance(v, (dict, list)):
+        n[0] += 1
+        n[2] += max(len(v) - 1, 0)
+        if isinstance(v, dict):
+            n[1] += len(v)
+            n[3] += len(v)
+            v = v.values()
+        for x in v:
+            _count(x, n, depth + 1, path)
+    elif isinstance(v, str):
+        n[3] += 1
+    else:
+        n[4] += 1
+
+
+def _strict(text, cfg, path):
+    """MicroPython's json.loads lets `{"a" 1 "b":2,}` pass: compare the commas, colons,
+    brackets, quotes and bare values outside the strings with what the parsed value needs.
+    That also catches trailing data and a field given twice (one of them was dropped)."""
+    n = [0, 0, 0, 0, 0]
+    _count(cfg, n, 1, path)
+    parts = text.replace("\\\\", "").replace('\\"', "").split('"')
+    out = " ".join(parts[0::2])
+    for c in "{}[],:":
+        out = out.replace(c, " " + c + " ")
+    words = out.split()
+    bare = [w for w in words if w not in ("{", "}", "[", "]", ",", ":")]
+    ok = len(parts) % 2 == 1 and (len(parts) - 1) // 2 == n[3] and len(bare) == n[4]
+    ok = ok and words.count("{") + words.count("[") == n[0] == words.count("}") + words.count("]")
+    ok = ok and words.count(":") == n[1] and words.count(",") == n[2]
+    for w in bare:  # JSON's literals and numbers: no NaN, Infinity, bare words or 1.
+        if not ok or w in ("true", "false", "null"):
+            continue
+        ok = w[0] in "-0123456789" and w[-1] in "0123456789"
+    if not ok:
+        raise ConfigError("%s: not valid JSON: a missing or extra ',' or ':', text without quotes, trailing data "
+                          "or a field given twice (check it on a PC: python3 -m json.tool %s)" % (path, path))
 
 
 def load(path=PATH):
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError:
-        raise ConfigError("%s: not found: copy config.example.json to %s and fill in your device" % (path, path))
+    text = _read(path)
+    why = None
     try:
         cfg = json.loads(text)
-    except ValueError as e:
-        raise ConfigError("%s: not valid JSON (%s)" % (path, e))
+    except ValueError as e:  # CPython says where ("line 3 column 5"); MicroPython does not
+        why = str(e) if "line " in str(e) else "syntax error"
+    except (RuntimeError, MemoryError):  # RecursionError (CPython), or a board out of RAM
+        why = "nested too deep"
+    if why is not None:
+        raise ConfigError("%s: not valid JSON (%s; check it on a PC: python3 -m json.tool %s)" % (path, why, path))
+    if not isinstance(cfg, dict):
+        raise ConfigError("%s: must hold a JSON object ({...})" % path)
+    _strict(text, cfg, path)
     cfg = check(cfg, path)
     if not cfg.get("device_secret"):  # only product_secret: the one from registering, if stored
         from firmware import register
