@@ -36,7 +36,7 @@ sim: $(STAMP)
 # micropython; writes BENCHMARKS.md. Not a test: nothing here asserts a timing.
 .PHONY: bench
 bench: $(STAMP)
-	$(BIN)/python tools/bench.py
+	$(BIN)/python -m tools.bench
 
 clean:
 	rm -rf $(BUILD) .pytest_cache

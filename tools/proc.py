@@ -1,9 +1,11 @@
-"""Child processes the one way every host tool and test handles them: where the project's
-executables are, and stopping one."""
+"""Child processes the one way every host tool and test handles them: where the project
+and its executables are, and stopping one. The bottom of tools/: every world uses it."""
 import os
 import shutil
 import subprocess
 import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
 
 def which(name):

@@ -1,6 +1,6 @@
 # How long one Aliyun sign takes with hashlib and with firmware/sign.py's pure-Python
 # MD5/SHA-1 (what a board without hashlib.md5, e.g. a plain Pico, runs).
-#   .venv/bin/micropython tools/bench_sign.py      (or python3 tools/bench_sign.py)
+#   MICROPYPATH=. .venv/bin/micropython -m tools.bench.sign     (or python -m tools.bench.sign)
 # One "sign" = HMAC over the seed's sign content with a 32-byte device secret, i.e. what
 # mqtt_credentials()/auth_form() compute once per connection.
 import sys
@@ -16,16 +16,7 @@ except ImportError:  # CPython
     def ticks_diff(a, b):
         return a - b
 
-
-def _repo_root():
-    f = __file__
-    i = f.rfind("/")
-    return (f[:i] if i >= 0 else ".") + "/.."
-
-
-sys.path.insert(0, _repo_root())
-
-from firmware import sign
+from firmware import sign  # noqa: E402  (after the ticks shim above)
 
 TARGET_MS = 5.0
 KEY = b"y7MTCG6Gk33Ux26bbWSpANI4Oal0bg5Q"

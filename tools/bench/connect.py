@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Time to connected (issue #9, figure 4): power-up to subscribed, both flows.
 
-    .venv/bin/python tools/bench_connect.py [--runs 3] [--flows mqtt,http] [--json FILE]
+    .venv/bin/python -m tools.bench.connect [--runs 3] [--flows mqtt,http] [--json FILE]
 
 The real main.py, compiled with mpy-cross as a board runs it, under micropython against the
 local cloud and a virtual Air724 with a real module's reply delays (DELAYS below). Timed
@@ -13,31 +12,17 @@ startup (spawn -> first AT byte in), module busy (command in -> its replies out,
 configured delays and the broker/HTTP round trips) and host turnaround (a reply out -> the
 next command in: the firmware's own time between commands).
 """
-import argparse
-import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from tools.build import compile_mpy  # noqa: E402
-from tools.bench_wire import TimedLog  # noqa: E402
-from tools.cloud.api import LocalCloud  # noqa: E402
-from tools.simenv import SimEnv  # noqa: E402
+from tools.bench.common import figures, firmware_and_cloud, parser, say
+from tools.bench.wire import TimedLog
+from tools.simenv import SimEnv
 
 # a real Air724 on a real network: TCP/TLS connect ~1.4 s, an HTTPS request 0.5-1 s,
 # CONNACK/SUBACK one round trip, the bearer a fraction of a second, ~10 ms per reply
 DELAYS = {"connect_delay": 1.4, "http_delay": 0.7, "connack_delay": 0.15, "suback_delay": 0.15,
           "bearer_delay": 0.5, "reply_delay": 0.01}
-
-
-def say(*a):
-    print(*a, flush=True)
 
 
 def delay_sum(commands, flow):
@@ -117,19 +102,13 @@ def findings(res):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__, "one run per flow")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--flows", default="mqtt,http")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--json")
     a = ap.parse_args(argv)
     if a.quick:
         a.runs = 1
-    result = {"delays": DELAYS}
-    mpy_dir = tempfile.mkdtemp(prefix="bench-mpy-")
-    cloud = LocalCloud.demo().start()
-    try:
-        compile_mpy(mpy_dir)
+    with figures(a.json, delays=DELAYS) as result, firmware_and_cloud() as (cloud, mpy_dir):
         for flow in a.flows.split(","):
             best = None
             for _ in range(a.runs):
@@ -142,15 +121,6 @@ def main(argv=None):
             result[flow] = best
         result["findings"] = findings(result)
         say(result["findings"])
-    except Exception as e:
-        result["error"] = repr(e)
-        raise
-    finally:
-        cloud.stop()
-        shutil.rmtree(mpy_dir, ignore_errors=True)
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump(result, f, indent=1)
     return 0
 
 

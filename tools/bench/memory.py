@@ -1,12 +1,11 @@
-#!/usr/bin/env python3
 """Memory floor of the firmware (issue #9, figure 2), and where the memory goes.
 
-    .venv/bin/python tools/bench_memory.py [--messages 1000] [--lo 16 --hi 256 --step 4]
+    .venv/bin/python -m tools.bench.memory [--messages 1000] [--lo 16 --hi 256 --step 4]
                                            [--flows mqtt,http] [--json FILE] [--quick]
 
 Host side (CPython): compiles the firmware with mpy-cross into a private directory (what
 `make mpy` builds), then runs the real main.py as `micropython -X heapsize=<k> -c "import
-main"` against the virtual module and the local cloud (tools/simenv.py). The app publishes
+main"` against the virtual module and the local cloud (the harness's SimEnv). The app publishes
 QoS 1 telemetry every 10 ms while the cloud console sends one downlink every 10 ms on the
 device's /user/get topic. A heap size *passes* when the cloud holds seq 1..N, the firmware
 logged all N downlinks (`app: downlink ...`), and no MemoryError/Traceback appeared.
@@ -171,7 +170,6 @@ if sys.implementation.name == "micropython":  # ------------------------------ p
     sys.exit(0)
 
 # ---------------------------------------------------------------------------- host side
-import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
@@ -180,23 +178,15 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
 from firmware.at import RXBUF  # noqa: E402
-from tools.build import build_romfs, compile_mpy  # noqa: E402
+from tools.bench.common import figures, firmware_and_cloud, parser, say  # noqa: E402
+from tools.build import build_romfs  # noqa: E402
 from tools.cloud.console import client as console_client  # noqa: E402
-from tools.cloud.api import LocalCloud  # noqa: E402
-from tools.proc import micropython_bin  # noqa: E402
+from tools.proc import ROOT, micropython_bin  # noqa: E402
 from tools.simenv import SimEnv  # noqa: E402
 
 BAD = ("MemoryError", "Traceback")
 MB = "MEM "
-
-
-def say(*a):
-    print(*a, flush=True)
 
 
 def run_once(cloud, mpy_dir, heap_k, flow, n, interval, extra=None, romfs=None):
@@ -342,15 +332,18 @@ ON_DEMAND = ("firmware.config", "firmware.thing", "firmware.register", "firmware
              "firmware.digest", "firmware.serial_uart", "firmware.diag")
 
 
-def import_order(mod="firmware.app", seen=None):
+def import_order(mod="firmware.app", seen=None, entered=None):
     """Firmware modules in the order the default app loads them (depth first, imports in
-    function bodies too, as App imports its parts lazily; ON_DEMAND ones left out)."""
+    function bodies too, as App imports its parts lazily; ON_DEMAND ones left out). A module
+    in an import circle is entered once, as Python and MicroPython do."""
     import ast
 
     seen = [] if seen is None else seen
+    entered = set() if entered is None else entered
     path = os.path.join(ROOT, mod.replace(".", "/") + ".py")
-    if mod in seen or not os.path.exists(path):
+    if mod in entered or not os.path.exists(path):
         return seen
+    entered.add(mod)
     with open(path) as f:
         tree = ast.parse(f.read())
     for node in ast.walk(tree):
@@ -361,7 +354,7 @@ def import_order(mod="firmware.app", seen=None):
             names = [node.module] + ([node.module + "." + a.name for a in node.names] if node.module == "firmware" else [])
         for n in names:
             if n.startswith("firmware.") and n not in seen and n not in ON_DEMAND:
-                import_order(n, seen)
+                import_order(n, seen, entered)
     if mod not in seen:
         seen.append(mod)
     return seen
@@ -471,7 +464,7 @@ def findings(prof):
     if not prof or "imports_total" not in prof:
         return "profile failed: %s" % (prof or {}).get("error", "?")
     L = []
-    L.append("Measured with tools/bench_memory.py under micropython (GC heap, gc.collect() before each reading; "
+    L.append("Measured with tools/bench/memory.py under micropython (GC heap, gc.collect() before each reading; "
              "%d B are in use before the first import: the interpreter and the profile script itself, compiled "
              "from source; every figure below is a difference). qstr pools grow in doubling chunks, so their growth "
              "lands on whichever import crosses a chunk." % prof.get("base", 0))
@@ -545,7 +538,7 @@ def tried_text(tried):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__, "200 messages")
     ap.add_argument("--messages", type=int, default=1000)
     ap.add_argument("--interval", type=float, default=0.01)
     ap.add_argument("--lo", type=int, default=16)
@@ -555,15 +548,10 @@ def main(argv=None):
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--no-lean", action="store_true", help="skip the floor without NTP")
     ap.add_argument("--no-romfs", action="store_true", help="skip the floor with the firmware in a ROMFS image")
-    ap.add_argument("--quick", action="store_true", help="200 messages")
-    ap.add_argument("--json")
     a = ap.parse_args(argv)
     n = 200 if a.quick else a.messages
-    result = {"messages": n, "lo_k": a.lo, "hi_k": a.hi, "step_k": a.step, "floor_k": {}, "no_ntp_k": {}, "confirm_runs": CONFIRM, "tried": []}
-    mpy_dir = tempfile.mkdtemp(prefix="bench-mpy-")
-    cloud = LocalCloud.demo().start()
-    try:
-        compile_mpy(mpy_dir)
+    with figures(a.json, messages=n, lo_k=a.lo, hi_k=a.hi, step_k=a.step, floor_k={}, no_ntp_k={}, confirm_runs=CONFIRM,
+                 tried=[]) as result, firmware_and_cloud() as (cloud, mpy_dir):
         floor = None
         for flow in a.flows.split(","):
             test = trial(cloud, mpy_dir, flow, n, a.interval, result["tried"])
@@ -596,12 +584,6 @@ def main(argv=None):
             result["profile"] = {k: v for k, v in prof.items() if k not in ("mpy_sizes",)}
             result["findings"] = tried_text(result["tried"]) + "\n\n" + findings(prof)
             say(result["findings"])
-    finally:
-        cloud.stop()
-        shutil.rmtree(mpy_dir, ignore_errors=True)
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump(result, f, indent=1)
     return 0
 
 

@@ -1,18 +1,20 @@
-#!/usr/bin/env python3
-"""`make bench`: every benchmark of issue #9, one table, written to BENCHMARKS.md.
+"""`make bench` (python -m tools.bench): every benchmark of issue #9, one table, written to
+BENCHMARKS.md.
 
-    .venv/bin/python tools/bench.py [--out BENCHMARKS.md] [--quick] [--only at,sign,...]
+    .venv/bin/python -m tools.bench [--out BENCHMARKS.md] [--quick] [--only at,sign,...]
 
-Runs, each in its own process (the firmware always under the real `micropython`):
-  at       tools/bench_at.py      receive path: us/byte, ratio against a char-by-char reader,
-                                  bytes allocated per downlink
-  memory   tools/bench_memory.py  smallest -X heapsize (from .mpy) for 1,000 + 1,000 messages,
-                                  and where the memory goes (imports, objects, per message)
-  wire     tools/bench_wire.py    QoS 0 / QoS 1 publish rate at 115200 baud against the
-                                  limit set by the bytes on the wire (+ the PUBACK delay)
-  connect  tools/bench_connect.py power-up to subscribed, both flows, against the sum of
-                                  the module's reply delays; AT commands sent
-  sign     tools/bench_sign.py    one sign with hashlib and with the pure-Python fallback
+Runs, each in its own process (the firmware always under the real `micropython`), the files
+of this folder:
+  at       at.py       receive path: us/byte, ratio against a char-by-char reader, bytes
+                       allocated per downlink (under micropython)
+  memory   memory.py   smallest -X heapsize (from .mpy) for 1,000 + 1,000 messages, and
+                       where the memory goes (imports, objects, per message)
+  wire     wire.py     QoS 0 / QoS 1 publish rate at 115200 baud against the limit set by
+                       the bytes on the wire (+ the PUBACK delay)
+  connect  connect.py  power-up to subscribed, both flows, against the sum of the module's
+                       reply delays; AT commands sent
+  sign     sign.py     one sign with hashlib and with the pure-Python fallback (micropython)
+common.py holds what the host-side ones share.
 Benchmarks, not tests: nothing here fails CI; the table says which targets were met on the
 machine it ran on (timings are noisy on a shared machine: ratios are measured within one
 run, best of N). Exit status 0 whenever every benchmark ran, whatever the figures.
@@ -27,11 +29,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from tools.proc import micropython_bin  # noqa: E402
+from tools.proc import ROOT, micropython_bin
 
 
 def machine():
@@ -50,9 +48,14 @@ def machine():
 
 
 # ------------------------------------------------------------------------- the benchmarks
+def under_micropython(name, args=()):
+    """tools/bench/<name>.py under micropython, from the repository: the finished process."""
+    return subprocess.run([micropython_bin(), "-m", "tools.bench." + name] + list(args), cwd=ROOT,
+                          env=dict(os.environ, MICROPYPATH=ROOT), capture_output=True, text=True, timeout=600)
+
+
 def run_at(quick):
-    p = subprocess.run([micropython_bin(), "tools/bench_at.py"] + (["20"] if quick else []),
-                       cwd=ROOT, env=dict(os.environ, MICROPYPATH=ROOT), capture_output=True, text=True, timeout=600)
+    p = under_micropython("at", ["20"] if quick else [])
     out = p.stdout
     r = {"output": out.strip()}
     m = re.search(r"engine\s+([\d.]+) us/byte", out)
@@ -73,18 +76,18 @@ def run_at(quick):
 
 
 def run_sign(quick):
-    p = subprocess.run([micropython_bin(), "tools/bench_sign.py"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    p = under_micropython("sign")
     r = {"output": p.stdout.strip(), "methods": {}}
     for m in re.finditer(r"(hmac\w+)\s+hashlib\s+([\d.]+) ms/sign(?:\s+fallback\s+([\d.]+) ms/sign)?", p.stdout):
         r["methods"][m.group(1)] = (float(m.group(2)), float(m.group(3)) if m.group(3) else None)
     return r
 
 
-def run_json(script, args, timeout):
+def run_json(name, args, timeout):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
     try:
-        p = subprocess.run([sys.executable, script, "--json", path] + args, cwd=ROOT, timeout=timeout,
+        p = subprocess.run([sys.executable, "-m", "tools.bench." + name, "--json", path] + args, cwd=ROOT, timeout=timeout,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         sys.stdout.write(p.stdout)
         with open(path) as f:
@@ -104,86 +107,96 @@ def yes(ok):
     return "**met**" if ok else "**NOT met**"
 
 
+def at_rows(at):
+    if at.get("ratio") is not None:
+        yield ("Receive path: engine", "%.3f us/byte (char-by-char reader %.3f us/byte)" % (at["engine_us"], at["naive_us"]), "", "")
+        yield ("Receive path: speed-up over a char-by-char reader (best of 5, same stream)", "%.1fx" % at["ratio"],
+               ">= 40x", yes(at["ratio"] >= 40))
+    if at.get("alloc") is not None:
+        ok = at["alloc"] <= at["alloc_ref"] * 1.5 + 64
+        split = "" if at.get("alloc_objects") is None else "; the header and payload objects handed over take %d B of it, the engine's own garbage %d B" % (
+            at["alloc_objects"], at["alloc_engine"])
+        yield ("Receive path: bytes allocated per downlink", "%d B (topic + payload: %d B%s)" % (at["alloc"], at["alloc_ref"], split),
+               "close to topic + payload (<= 1.5x + 64 B)", yes(ok))
+
+
+# the memory profile's single figures: (key, label, the figure from the profile)
+PROFILE_ROWS = (
+    ("imports_total", "Memory: heap taken by importing the app's modules (.mpy, gc.collect)",
+     lambda p: "%d B" % (p["imports_total"] - p.get("base", 0))),
+    ("import_floor_k", "Memory: smallest -X heapsize for the app's imports alone (.mpy; live after them)",
+     lambda p: "%d KiB (%d B live)" % (p["import_floor_k"], p["import_live"])),
+    ("live_up", "Memory: firmware's live heap once connected (gc.collect)", lambda p: "%d B" % (p["live_up"] - p.get("base", 0))),
+    ("per_uplink", "Memory: bytes allocated per QoS 1 telemetry uplink (whole app loop)", lambda p: "%d B" % p["per_uplink"]),
+    ("per_downlink", "Memory: bytes allocated per downlink (whole app loop, incl. the log line)", lambda p: "%d B" % p["per_downlink"]),
+)
+
+
+def memory_rows(mem):
+    if mem.get("floor_k"):
+        floors = sorted(mem["floor_k"].items(), key=lambda kv: kv[0] != "mqtt")
+        # without NTP: what that feature costs, for comparison (no target)
+        floors += [(flow + " (no NTP)", k) for flow, k in mem.get("no_ntp_k", {}).items()]
+        for flow, k in floors:
+            shown = ("%d KiB" % k) if k else "> %d KiB" % mem["hi_k"]
+            target = flow in mem["floor_k"]
+            yield ("Memory floor, flow %s: smallest -X heapsize (.mpy) for %d uplinks + %d downlinks" % (flow, mem["messages"], mem["messages"]),
+                   shown, "<= 48 KiB" if target else "", yes(bool(k) and k <= 48) if target else "")
+    rom = mem.get("romfs") or {}
+    if rom.get("heap_k"):
+        yield ("Memory floor, flow mqtt, the .mpy files in a ROMFS image (as on a board with a ROMFS partition): heap less the image",
+               "%.0f KiB (-X heapsize=%dk holding the %d B image, which a board keeps in flash)" % (
+                   rom["firmware_k"], rom["heap_k"], rom["image_bytes"]), "", "")
+    elif rom.get("error"):
+        yield ("Memory floor from a ROMFS image", "ERROR: %s" % rom["error"][:200], "", "")
+    prof = mem.get("profile") or {}
+    for key, label, figure in PROFILE_ROWS:
+        if prof.get(key) is not None:
+            yield (label, figure(prof), "", "")
+
+
+def wire_rows(wire):
+    for q in ("qos0", "qos1"):
+        w = wire.get(q)
+        if w:
+            yield ("Wire: %s publish rate at %d baud%s" % (q.upper().replace("QOS", "QoS "), wire["baud"],
+                                                         ", PUBACK delay %g s" % wire["puback_delay"] if q == "qos1" else ""),
+                   "%.1f msg/s = %.0f%% of the wire limit %.1f msg/s (%d B out + %d B in per msg)" % (
+                       w["rate"], 100 * w["fraction"], w["limit_rate"], w["out_per_msg"], w["in_per_msg"]),
+                   ">= 90%", yes(w["fraction"] >= 0.9))
+
+
+def connect_rows(con):
+    for flow in ("mqtt", "http"):
+        c = con.get(flow)
+        if c:
+            yield ("Time to connected, flow %s (power-up to SUBACK taken)" % flow,
+                   "%.2f s; module delays sum %.2f s; firmware overhead %.3f s = %.1f%%; %d AT commands" % (
+                       c["total_s"], c["delays_s"], c["overhead_s"], 100 * c["overhead_frac"], c["commands"]),
+                   "overhead < 5%", yes(c["overhead_frac"] < 0.05))
+
+
+def sign_rows(sg):
+    for meth, (hw, fb) in sg["methods"].items():
+        yield ("Sign %s" % meth, "hashlib %.3f ms%s" % (hw, "; pure-Python fallback %.2f ms" % fb if fb is not None else ""),
+               "fallback < 5 ms" if fb is not None else "", yes(fb < 5) if fb is not None else "")
+
+
+# (benchmark, its name in an error row, its rows), in the table's order
+TABLE = (("at", "Receive path", at_rows), ("memory", "Memory", memory_rows), ("wire", "Wire", wire_rows),
+         ("connect", "Connect", connect_rows), ("sign", "Sign", sign_rows))
+
+
 def table(m, res):
-    rows = []
-    at = res.get("at")
-    if at:
-        if at.get("ratio") is not None:
-            rows.append(("Receive path: engine", "%.3f us/byte (char-by-char reader %.3f us/byte)" % (at["engine_us"], at["naive_us"]),
-                         "", ""))
-            rows.append(("Receive path: speed-up over a char-by-char reader (best of 5, same stream)", "%.1fx" % at["ratio"],
-                         ">= 40x", yes(at["ratio"] >= 40)))
-        if at.get("alloc") is not None:
-            ok = at["alloc"] <= at["alloc_ref"] * 1.5 + 64
-            split = "" if at.get("alloc_objects") is None else "; the header and payload objects handed over take %d B of it, the engine's own garbage %d B" % (
-                at["alloc_objects"], at["alloc_engine"])
-            rows.append(("Receive path: bytes allocated per downlink", "%d B (topic + payload: %d B%s)" % (at["alloc"], at["alloc_ref"], split),
-                         "close to topic + payload (<= 1.5x + 64 B)", yes(ok)))
-        if at.get("error"):
-            rows.append(("Receive path", "ERROR: %s" % at["error"][:200], "", ""))
-    mem = res.get("memory")
-    if mem:
-        if mem.get("floor_k"):
-            floors = sorted(mem["floor_k"].items(), key=lambda kv: kv[0] != "mqtt")
-            # without NTP: what that feature costs, for comparison (no target)
-            floors += [(flow + " (no NTP)", k) for flow, k in mem.get("no_ntp_k", {}).items()]
-            for flow, k in floors:
-                shown = ("%d KiB" % k) if k else "> %d KiB" % mem["hi_k"]
-                target = flow in mem["floor_k"]
-                rows.append(("Memory floor, flow %s: smallest -X heapsize (.mpy) for %d uplinks + %d downlinks" % (flow, mem["messages"], mem["messages"]),
-                             shown, "<= 48 KiB" if target else "", yes(bool(k) and k <= 48) if target else ""))
-        rom = mem.get("romfs") or {}
-        if rom.get("heap_k"):
-            rows.append(("Memory floor, flow mqtt, the .mpy files in a ROMFS image (as on a board with a ROMFS partition): heap less the image",
-                         "%.0f KiB (-X heapsize=%dk holding the %d B image, which a board keeps in flash)" % (
-                             rom["firmware_k"], rom["heap_k"], rom["image_bytes"]), "", ""))
-        elif rom.get("error"):
-            rows.append(("Memory floor from a ROMFS image", "ERROR: %s" % rom["error"][:200], "", ""))
-        prof = mem.get("profile") or {}
-        if prof.get("imports_total") is not None:
-            rows.append(("Memory: heap taken by importing the app's modules (.mpy, gc.collect)", "%d B" % (prof["imports_total"] - prof.get("base", 0)), "", ""))
-        if prof.get("import_floor_k") is not None:
-            rows.append(("Memory: smallest -X heapsize for the app's imports alone (.mpy; live after them)",
-                         "%d KiB (%d B live)" % (prof["import_floor_k"], prof["import_live"]), "", ""))
-        if prof.get("live_up") is not None:
-            rows.append(("Memory: firmware's live heap once connected (gc.collect)", "%d B" % (prof["live_up"] - prof.get("base", 0)), "", ""))
-        if prof.get("per_uplink") is not None:
-            rows.append(("Memory: bytes allocated per QoS 1 telemetry uplink (whole app loop)", "%d B" % prof["per_uplink"], "", ""))
-        if prof.get("per_downlink") is not None:
-            rows.append(("Memory: bytes allocated per downlink (whole app loop, incl. the log line)", "%d B" % prof["per_downlink"], "", ""))
-        if mem.get("error"):
-            rows.append(("Memory", "ERROR: %s" % mem["error"][:200], "", ""))
-    wire = res.get("wire")
-    if wire:
-        for q in ("qos0", "qos1"):
-            w = wire.get(q)
-            if w:
-                rows.append(("Wire: %s publish rate at %d baud%s" % (q.upper().replace("QOS", "QoS "), wire["baud"],
-                                                                   ", PUBACK delay %g s" % wire["puback_delay"] if q == "qos1" else ""),
-                             "%.1f msg/s = %.0f%% of the wire limit %.1f msg/s (%d B out + %d B in per msg)" % (
-                                 w["rate"], 100 * w["fraction"], w["limit_rate"], w["out_per_msg"], w["in_per_msg"]),
-                             ">= 90%", yes(w["fraction"] >= 0.9)))
-        if wire.get("error"):
-            rows.append(("Wire", "ERROR: %s" % wire["error"][:200], "", ""))
-    con = res.get("connect")
-    if con:
-        for flow in ("mqtt", "http"):
-            c = con.get(flow)
-            if c:
-                rows.append(("Time to connected, flow %s (power-up to SUBACK taken)" % flow,
-                             "%.2f s; module delays sum %.2f s; firmware overhead %.3f s = %.1f%%; %d AT commands" % (
-                                 c["total_s"], c["delays_s"], c["overhead_s"], 100 * c["overhead_frac"], c["commands"]),
-                             "overhead < 5%", yes(c["overhead_frac"] < 0.05)))
-        if con.get("error"):
-            rows.append(("Connect", "ERROR: %s" % con["error"][:200], "", ""))
-    sg = res.get("sign")
-    if sg:
-        for meth, (hw, fb) in sg["methods"].items():
-            rows.append(("Sign %s" % meth, "hashlib %.3f ms%s" % (hw, "; pure-Python fallback %.2f ms" % fb if fb is not None else ""),
-                         "fallback < 5 ms" if fb is not None else "", yes(fb < 5) if fb is not None else ""))
     out = ["| figure | result | target | |", "|---|---|---|---|"]
-    for r in rows:
-        out.append("| %s |" % " | ".join(x.replace("|", "\\|") for x in r))
+    for key, label, rows in TABLE:
+        r = res.get(key)
+        if not r:
+            continue
+        found = list(rows(r))
+        if r.get("error"):
+            found.append((label, "ERROR: %s" % r["error"][:200], "", ""))
+        out += ["| %s |" % " | ".join(x.replace("|", "\\|") for x in row) for row in found]
     return "\n".join(out)
 
 
@@ -191,7 +204,7 @@ def write_md(path, m, res, started, took):
     lines = [
         "# Benchmarks",
         "",
-        "Written by `make bench` (tools/bench.py) on %s, in %.0f s." % (started, took),
+        "Written by `make bench` (python -m tools.bench) on %s, in %.0f s." % (started, took),
         "",
         "Machine: %s, %d cores; `micropython` %s (%s), the unix port from PyPI "
         "(64-bit: objects and pointers are twice a board's size)." % (m["cpu"], m["cores"], m["micropython"], m["port"]),
@@ -201,7 +214,7 @@ def write_md(path, m, res, started, took):
         "",
         "## How each figure is measured",
         "",
-        "- **Receive path** (tools/bench_at.py, under micropython): one stream of mixed module output "
+        "- **Receive path** (tools/bench/at.py, under micropython): one stream of mixed module output "
         "(+MSUB downlinks of several sizes with CR/LF/quotes in the payload, +CSQ, OK, +MQTTSTATU, PUBACK) fed in "
         "256-byte UART chunks to firmware/at.py and to a char-by-char reader (read(1), bytes concatenation, "
         "endswith) extracting the same downlinks; best of 5 each, alternating. Allocation: gc.mem_alloc() "
@@ -210,7 +223,7 @@ def write_md(path, m, res, started, took):
         "bytes(n) of each header's and payload's length: what any reader that returns them as bytes must allocate. "
         "The engine's own: one memoryview per UART read (readinto at an offset); lines, headers and payloads are "
         "copied straight from the buffer's address (uctypes.bytes_at, firmware/port.py copier).",
-        "- **Memory floor** (tools/bench_memory.py): the firmware compiled with mpy-cross (as `make mpy`) runs as "
+        "- **Memory floor** (tools/bench/memory.py): the firmware compiled with mpy-cross (as `make mpy`) runs as "
         "`micropython -X heapsize=<k> -c \"import main\"` against the virtual module and the local cloud, QoS 1 "
         "telemetry every 10 ms while the console sends one downlink every 10 ms; a heap size passes when the cloud "
         "holds seq 1..N, the firmware logged all N downlinks, and no MemoryError/Traceback appeared. Bisection "
@@ -223,16 +236,16 @@ def write_md(path, m, res, started, took):
         "luck. The profile "
         "rows come from the same file run under micropython (gc.mem_alloc() after gc.collect() per import, per "
         "phase, and with the GC disabled over many messages)." % (res.get("memory") or {}).get("confirm_runs", "?"),
-        "- **Wire efficiency** (tools/bench_wire.py): a micropython driver connects with the firmware's Air72x "
+        "- **Wire efficiency** (tools/bench/wire.py): a micropython driver connects with the firmware's Air72x "
         "driver and aliyun.connect(), then publishes N messages back to back with Air72x.mqtt_publish() "
         "(ticks_ms); the virtual module paces its UART at baud/10 bytes/s both ways. The limit is the exact bytes "
         "written and read in that window (from the module's log) at baud/10 bytes/s, plus the module's PUBACK "
         "delay per QoS 1 message.",
-        "- **Time to connected** (tools/bench_connect.py): main.py from .mpy, timed from the interpreter's spawn "
+        "- **Time to connected** (tools/bench/connect.py): main.py from .mpy, timed from the interpreter's spawn "
         "to the log line `link: mqtt -> up` (printed right after SUBACK), with the module's realistic delays; "
         "overhead = total - the sum of the delays the module was configured to take (each command's reply delay, "
         "bearer, TCP/TLS connect, HTTP, CONNACK, SUBACK); best of N runs.",
-        "- **Sign** (tools/bench_sign.py, under micropython): one HMAC over the seed's sign content with a "
+        "- **Sign** (tools/bench/sign.py, under micropython): one HMAC over the seed's sign content with a "
         "32-byte secret, with hashlib and with firmware/sign.py's pure-Python MD5/SHA-1.",
         "",
     ]
@@ -278,7 +291,7 @@ def main(argv=None):
             res[name] = run_sign(a.quick)
             print(res[name]["output"])
         elif name in ("memory", "wire", "connect"):
-            res[name] = run_json("tools/bench_%s.py" % name, q, 900)
+            res[name] = run_json(name, q, 900)
         print("bench: %s done in %.0f s" % (name, time.monotonic() - t), flush=True)
     took = time.monotonic() - t0
     write_md(a.out, m, res, started, took)

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Wire efficiency of publishing (issue #9, figure 3).
 
-    .venv/bin/python tools/bench_wire.py [--baud 115200] [--puback-delay 0.05]
+    .venv/bin/python -m tools.bench.wire [--baud 115200] [--puback-delay 0.05]
                                          [--n0 200] [--n1 100] [--runs 3] [--json FILE]
 
 Host side (CPython): the local cloud and a virtual Air724 whose UART is paced at baud/10
@@ -140,23 +139,15 @@ if sys.implementation.name == "micropython":  # ------------------------------ d
     sys.exit(0)
 
 # ---------------------------------------------------------------------------- host side
-import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from tools.proc import micropython_bin  # noqa: E402
+from tools.bench.common import figures, parser, say  # noqa: E402
+from tools.proc import ROOT, micropython_bin  # noqa: E402
 from tools.simenv import SimEnv  # noqa: E402
-
-
-def say(*a):
-    print(*a, flush=True)
 
 
 class TimedLog(list):
@@ -238,65 +229,54 @@ class Driver:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__, "fewer messages and runs")
     ap.add_argument("--baud", type=int, default=115200)
     ap.add_argument("--puback-delay", type=float, default=0.05)
     ap.add_argument("--n0", type=int, default=200)
     ap.add_argument("--n1", type=int, default=100)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--json")
     a = ap.parse_args(argv)
     if a.quick:
         a.n0, a.n1, a.runs = 100, 40, 2
     bps = a.baud / 10.0
-    result = {"baud": a.baud, "puback_delay": a.puback_delay}
-    env = SimEnv(flow="mqtt", tls=False, vm={"baud": a.baud, "puback_delay": a.puback_delay}, start_firmware=False)
-    env.start()
-    env.vm.log = TimedLog()
-    drv = None
-    try:
+    vm = {"baud": a.baud, "puback_delay": a.puback_delay}
+    with figures(a.json, baud=a.baud, puback_delay=a.puback_delay) as result, \
+            SimEnv(flow="mqtt", tls=False, vm=vm, start_firmware=False) as env:
+        env.vm.log = TimedLog()
         drv = Driver(env)
-        for qos, n in ((0, a.n0), (1, a.n1)):
-            best = None
-            for _ in range(a.runs):
-                res, out, back = drv.run("fw", qos, n)
-                if best is None or res["us"] < best[0]["us"]:
-                    best = (res, out, back)
-            res, out, back = best
-            t = res["us"] / 1e6
-            wire_s = (out + back) / bps
-            limit = wire_s + (n * a.puback_delay if qos else 0.0)
-            ref = min((drv.run("ref", qos, n) for _ in range(a.runs)), key=lambda r: r[0]["us"])
-            ins, iout, iback = drv.run("instr", qos, n)
-            del ins["events"]
-            split_fw = split_time(res.pop("events"), bps)
-            split_ref = split_time(ref[0].pop("events"), bps)
-            r = {
-                "n": n, "seconds": t, "rate": n / t, "bytes_out": out, "bytes_in": back,
-                "out_per_msg": out / n, "in_per_msg": back / n, "wire_s": wire_s, "limit_s": limit,
-                "limit_rate": n / limit, "fraction": limit / t,
-                "ref_seconds": ref[0]["us"] / 1e6, "ref_fraction": limit / (ref[0]["us"] / 1e6),
-                "instr": ins, "split": split_fw, "split_ref": split_ref,
-            }
-            result["qos%d" % qos] = r
-            say("wire: QoS %d: %d msgs in %.3f s = %.1f msg/s; limit %.3f s (%d+%d B/msg on the wire%s) = %.1f msg/s -> %.0f%%;"
-                " reference loop %.3f s (%.0f%%)" % (qos, n, t, n / t, limit, out / n, back / n,
-                                                     ", + %g s PUBACK delay" % a.puback_delay if qos else "", n / limit,
-                                                     100 * limit / t, ref[0]["us"] / 1e6, 100 * r["ref_fraction"]))
-            say("      instrumented: %s" % json.dumps(ins))
-        result["findings"] = findings(result, a)
-        say(result["findings"])
-    except Exception as e:
-        result["error"] = repr(e)
-        raise
-    finally:
-        if drv:
+        try:
+            for qos, n in ((0, a.n0), (1, a.n1)):
+                best = None
+                for _ in range(a.runs):
+                    res, out, back = drv.run("fw", qos, n)
+                    if best is None or res["us"] < best[0]["us"]:
+                        best = (res, out, back)
+                res, out, back = best
+                t = res["us"] / 1e6
+                wire_s = (out + back) / bps
+                limit = wire_s + (n * a.puback_delay if qos else 0.0)
+                ref = min((drv.run("ref", qos, n) for _ in range(a.runs)), key=lambda r: r[0]["us"])
+                ins, iout, iback = drv.run("instr", qos, n)
+                del ins["events"]
+                split_fw = split_time(res.pop("events"), bps)
+                split_ref = split_time(ref[0].pop("events"), bps)
+                r = {
+                    "n": n, "seconds": t, "rate": n / t, "bytes_out": out, "bytes_in": back,
+                    "out_per_msg": out / n, "in_per_msg": back / n, "wire_s": wire_s, "limit_s": limit,
+                    "limit_rate": n / limit, "fraction": limit / t,
+                    "ref_seconds": ref[0]["us"] / 1e6, "ref_fraction": limit / (ref[0]["us"] / 1e6),
+                    "instr": ins, "split": split_fw, "split_ref": split_ref,
+                }
+                result["qos%d" % qos] = r
+                say("wire: QoS %d: %d msgs in %.3f s = %.1f msg/s; limit %.3f s (%d+%d B/msg on the wire%s) = %.1f msg/s -> %.0f%%;"
+                    " reference loop %.3f s (%.0f%%)" % (qos, n, t, n / t, limit, out / n, back / n,
+                                                         ", + %g s PUBACK delay" % a.puback_delay if qos else "", n / limit,
+                                                         100 * limit / t, ref[0]["us"] / 1e6, 100 * r["ref_fraction"]))
+                say("      instrumented: %s" % json.dumps(ins))
+            result["findings"] = findings(result, a)
+            say(result["findings"])
+        finally:
             drv.close()
-        env.stop()
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump(result, f, indent=1)
     return 0
 
 
