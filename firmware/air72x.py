@@ -8,14 +8,15 @@
 # against a byte budget (_INBOX_BYTES); only a single wait that receives more than that
 # drops (the oldest, counted in stats["downlinks_dropped"]).
 from firmware import log
-from firmware.at import AT, ATAbort, ATError, ATTimeout, ModemError, text
+from firmware.at import AT, escape, ints, quoted, text
+from firmware.errors import ATAbort, ATError, ATTimeout, ModemError
 from firmware.port import const, ticks_add, ticks_diff
 
 _TAG = "air72x"
 MIN_VERSION = const(409)  # Aliyun's MQTT needs module firmware V409 or later
 MPUBEX_VERSION = const(907)  # AT+MPUBEX exists from V907 on
-MPUB_MAX = const(2384)  # longest quoted AT+MPUB message (after escaping)
-PAYLOAD_MAX = const(8192)  # longest payload the driver sends through AT+MPUBEX
+MPUB_MAX = const(2348)  # longest quoted AT+MPUB message after escaping (manual, from V301826)
+PAYLOAD_MAX = const(4100)  # longest payload AT+MPUBEX takes (1..4100 in the manual)
 MSUB_MAX = const(10240)  # longest downlink payload a module delivers (+MSUB count)
 HTTPREAD_MAX = const(10240)  # longest HTTP answer read back (+HTTPREAD count)
 TOPIC_MAX = const(128)  # longest topic (the official Aliyun device SDKs' limit)
@@ -35,66 +36,7 @@ _MODULE_LOST = (b"RDY", b"+CPIN: SIM REMOVED", b"+CPIN: NOT INSERTED")
 _LINK_LOST = _MODULE_LOST + (b"CLOSED", b"+PDP: DEACT", b"+PDP DEACT", b"+CGEV: NW PDN DEACT", b"+SAPBR 1: DEACT")
 # Boot and network chatter that real modules print unasked: known, and nobody's answer
 _CHATTER = (b"^boot", b"+E_UTRAN", b"+NITZ", b"^MODE", b"SMS Ready", b"Call Ready", b"+CTZV",
-            b"+CREG", b"+CEREG", b"+CGREG", b"+CSCON", b"^SIMST", b"+ZCONSTAT")
-
-class NoAnswer(ModemError):
-    """The module does not answer AT at all (autobaud failed)."""
-
-
-class SimError(ModemError):
-    """No SIM, or a SIM that is not ready (PIN, PUK)."""
-
-
-class VersionError(ModemError):
-    """The module firmware is too old for what was asked."""
-
-
-class ConnectError(ModemError):
-    """The TCP/TLS connection to the MQTT server could not be made."""
-
-
-class CredentialsRefused(ModemError):
-    """The MQTT server refused the CONNECT (CONNACK not accepted)."""
-
-
-class LinkDown(ModemError):
-    """The MQTT link (or the bearer, or the module) went away during a command."""
-
-
-class HttpError(ModemError):
-    """HTTP request failed in the module (status 6xx) or the answer could not be read."""
-
-    def __init__(self, status, message):
-        self.status = status
-        super().__init__(message)
-
-
-def escape(data):
-    """Escape bytes for a quoted AT string: backslash, quote, CR, LF as \\5C \\22 \\0D \\0A.
-    Nothing a user sends can end the string early or start another command."""
-    return data.replace(b"\\", b"\\5C").replace(b'"', b"\\22").replace(b"\r", b"\\0D").replace(b"\n", b"\\0A")
-
-
-def quoted(field, value):
-    """A value for a quoted parameter that the module takes literally (topic, host,
-    credentials), as str: refuse what would break the quoting instead of mangling it.
-    The value itself is never in the error (it may be a credential)."""
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            value = bytes(value).decode()
-        except UnicodeError:
-            raise ValueError("%s: is not UTF-8" % field)
-    elif not isinstance(value, str):
-        raise TypeError("%s: a %s is not text" % (field, type(value).__name__))
-    if not value:
-        raise ValueError("%s: must not be empty" % field)
-    for bad in ('"', "\\"):
-        if bad in value:
-            raise ValueError("%s: must not contain %r" % (field, bad))
-    if min(value) < " " or "\x7f" in value:
-        raise ValueError("%s: must not contain control characters (CR, LF, NUL...)" % field)
-    return value
-
+            b"+CREG", b"+CEREG", b"+CGREG", b"+CSCON", b"^SIMST", b"+ZCONSTAT", b"+NO Service")
 
 def topic_name(topic, wild=False):
     """A topic the module and the platform take, as str; '+' and '#' only when `wild`
@@ -129,17 +71,6 @@ def _version_number(version):
     while j < len(version) and version[j].isdigit():
         j += 1
     return int(version[i + 2 : j]) if i >= 0 and j > i + 2 else None
-
-
-def ints(line):
-    """The integers after the colon of an information line: b'+CSQ: 20,99' -> [20, 99]."""
-    out = []
-    for part in line[line.find(b":") + 1 :].split(b","):
-        try:
-            out.append(int(part))
-        except ValueError:
-            out.append(None)
-    return out
 
 
 class Air72x:
@@ -202,9 +133,10 @@ class Air72x:
                 pass  # a half-trained line answers ERROR once: try again
             except ATAbort:
                 pass  # RDY / +CPIN: the module is just coming up: ask again
-        raise NoAnswer(
+        raise ModemError(
             "module does not answer AT (%d tries): check power, TX/RX wiring (crossed), "
-            "common ground, level shifting and baud rate" % tries
+            "common ground, level shifting and baud rate" % tries,
+            "timeout",
         )
 
     def check_version(self):
@@ -219,14 +151,14 @@ class Air72x:
         self.version = version
         self.version_number = _version_number(version)
         if self.version_number is None or self.version_number < MIN_VERSION:
-            raise VersionError(
+            raise ModemError(
                 "module firmware %s is older than V%d: Aliyun needs V%d or later, upgrade it "
-                "with Luatools" % (log.safe(version, 64), MIN_VERSION, MIN_VERSION)
+                "with Luatools" % (log.safe(version, 64), MIN_VERSION, MIN_VERSION), "version"
             )
         return version
 
     def check_sim(self):
-        """+CPIN: READY, or SimError. A SIM that is busy right after boot (+CME ERROR: 14,
+        """+CPIN: READY, or a "sim" ModemError. A SIM that is busy right after boot (+CME ERROR: 14,
         Air780 modules for a few seconds) is asked again every second for 10 s."""
         at = self.at
         deadline = ticks_add(at.ticks(), _SIM_BUSY_MS)
@@ -236,15 +168,15 @@ class Air72x:
                 break
             except ATError as e:
                 if e.code == 10:
-                    raise SimError("no SIM card (+CME ERROR: 10): insert a SIM with a data plan")
+                    raise ModemError("no SIM card (+CME ERROR: 10): insert a SIM with a data plan", "sim")
                 if e.code != 14:
                     raise
                 if ticks_diff(deadline, at.ticks()) <= 0:
-                    raise SimError("SIM still busy (+CME ERROR: 14) after %d s: check the SIM card" % (_SIM_BUSY_MS // 1000))
+                    raise ModemError("SIM still busy (+CME ERROR: 14) after %d s: check the SIM card" % (_SIM_BUSY_MS // 1000), "sim")
                 self.sleep(1000)
         state = text(line.split(b":", 1)[-1].strip()[:32]) if line else "?"
-        if state != "READY":
-            raise SimError("SIM not ready: %s" % state)
+        if state.split(" ")[0] != "READY":  # "READY 0": the hot-plug form of some Air780E
+            raise ModemError("SIM not ready: %s" % state, "sim")
 
     def signal(self):
         """(rssi 0..31 or 99 unknown, ber)."""
@@ -262,7 +194,7 @@ class Air72x:
             if ticks_diff(deadline, at.ticks()) <= 0:
                 raise ModemError(
                     "not attached to the packet network after %d s: check the antenna, the "
-                    "SIM's data plan and the APN" % (timeout_ms // 1000)
+                    "SIM's data plan and the APN" % (timeout_ms // 1000), "attach"
                 )
             self.sleep(1000)
 
@@ -335,11 +267,11 @@ class Air72x:
             )
         except ATError:
             if self.mqtt_status() == 0:
-                raise ConnectError("%s to %s:%d refused by the module" % (start, host, port))
+                raise ModemError("%s to %s:%d refused by the module" % (start, host, port), "connect")
             self.at.final = b"ALREADY CONNECT"  # a link is up: go on with MCONNECT
         if self.at.final.startswith(b"CONNECT FAIL"):
             state = text(b" ".join(self.at.lines)[:40])  # e.g. "STATE: IP INITIAL": no bearer
-            raise ConnectError("%s to %s:%d: CONNECT FAIL %s(network, DNS, TLS or bearer)" % (start, host, port, state + " " if state else ""))
+            raise ModemError("%s to %s:%d: CONNECT FAIL %s(network, DNS, TLS or bearer)" % (start, host, port, state + " " if state else ""), "connect")
         # a link event from here on (the engine stops at CONNECT OK, so a CLOSED in the same
         # read comes after this): the new connection is gone
         events = self.stats["events"]
@@ -355,15 +287,15 @@ class Air72x:
         except ATError as e:
             self._gone(events, "while connecting")
             if e.after_ok or e.code is None:
-                raise CredentialsRefused(
+                raise ModemError(
                     "the MQTT server refused the connection (CONNACK not accepted): check "
-                    "ProductKey, DeviceName, DeviceSecret (or the token) and the sign method"
+                    "ProductKey, DeviceName, DeviceSecret (or the token) and the sign method", "refused"
                 )
             if e.code == 767:  # not a session of ours to adopt: close it and start again
-                raise LinkDown("MCONNECT refused (+CME ERROR: 767): the module holds another session or lost the link")
+                raise ModemError("MCONNECT refused (+CME ERROR: 767): the module holds another session or lost the link", "link")
             raise
         except ATAbort as e:
-            raise LinkDown("link lost while connecting: %s" % e.line)
+            raise ModemError("link lost while connecting: %s" % e.line, "link")
         self.at.cmd("AT+MQTTMSGSET=0")
         self._gone(events, "right after CONNACK")
         self.mqtt_connected = True
@@ -371,7 +303,7 @@ class Air72x:
 
     def _gone(self, events, when):
         if self.stats["events"] != events:  # CLOSED (or worse) since the connection began
-            raise LinkDown("link lost %s: %s" % (when, self._events[-1][1] if self._events else "?"))
+            raise ModemError("link lost %s: %s" % (when, self._events[-1][1] if self._events else "?"), "link")
 
     def mqtt_subscribe(self, topic, qos=0):
         self._mqtt('AT+MSUB="%s",%d' % (topic_name(topic, True), qos_level(qos)), b"SUBACK")
@@ -427,11 +359,11 @@ class Air72x:
 
     def _mqtt(self, cmd, then, data=None, label=None):
         if not self.mqtt_connected:
-            raise LinkDown("MQTT is not connected")
+            raise ModemError("MQTT is not connected", "link")
         try:
             self.at.cmd(cmd, then=(then,) if then else None, data=data, label=label, timeout=_ACK_MS, abort=_LINK_LOST)
         except ATAbort as e:
-            raise LinkDown("%s: link lost (%s)" % (e.cmd, e.line))
+            raise ModemError("%s: link lost (%s)" % (e.cmd, e.line), "link")
 
     def mqtt_status(self):
         """0 offline, 1 connected, 2 TCP up without an MQTT session."""

@@ -7,18 +7,10 @@
 import json
 
 from firmware import log, sign
-from firmware.at import ModemError
+from firmware.sign import client_id
 
 _TAG = "aliyun"
 TOKEN_LIFE_S = 7 * 24 * 3600  # an iotToken lives 7 days
-
-
-class CloudError(ModemError):
-    """The platform answered with an error code."""
-
-    def __init__(self, code, message):
-        self.code = code
-        super().__init__(message)
 
 
 class Topics:
@@ -55,10 +47,6 @@ class Topics:
 
 def mqtt_host(cfg):
     return cfg.get("mqtt_host") or "%s.iot-as-mqtt.%s.aliyuncs.com" % (cfg["product_key"], cfg["region"])
-
-
-def client_id(cfg):
-    return cfg.get("client_id") or "%s.%s" % (cfg["product_key"], cfg["device_name"])
 
 
 def token_credentials(cfg, token):

@@ -15,6 +15,9 @@
 #   other         while a command without an `info` prefix runs: an information line (ATI
 #                 prints bare text); otherwise counted and logged as unknown.
 #
+# The dialect's text rules live here too: escape() for quoted strings, quoted() for values
+# the module takes literally, ints() for information lines, text() for bytes shown as text.
+#
 # What the module sends can never wedge or fool the engine:
 #   - a counted payload that stalls (no byte for payload_ms) is dropped ("truncated"), and
 #     what comes after is parsed as lines again; a count above the prefix's maximum is
@@ -27,6 +30,7 @@
 #     lines, and feeds the watchdog on every turn; only ModemError subclasses leave cmd()
 #     and poll() (bytes that are not UTF-8 included), and the engine stays usable after any.
 from firmware import log
+from firmware.errors import ATAbort, ATError, ATTimeout, ModemError
 from firmware.port import TICKS_MAX_MS, const, copier, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 RXBUF = const(1536)  # receive buffer = longest line accepted
@@ -38,37 +42,42 @@ _BAUD = const(115200)
 _TAG = "at"
 
 
-class ModemError(Exception):
-    """Base of every error the modem layers raise."""
+def escape(data):
+    """Escape bytes for a quoted AT string: backslash, quote, CR, LF as \\5C \\22 \\0D \\0A.
+    Nothing a user sends can end the string early or start another command."""
+    return data.replace(b"\\", b"\\5C").replace(b'"', b"\\22").replace(b"\r", b"\\0D").replace(b"\n", b"\\0A")
 
 
-class ATError(ModemError):
-    """The module answered ERROR or +CME ERROR: <code> (code is None for plain ERROR)."""
+def quoted(field, value):
+    """A value for a quoted parameter that the module takes literally (topic, host,
+    credentials), as str: refuse what would break the quoting instead of mangling it.
+    The value itself is never in the error (it may be a credential)."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode()
+        except UnicodeError:
+            raise ValueError("%s: is not UTF-8" % field)
+    elif not isinstance(value, str):
+        raise TypeError("%s: a %s is not text" % (field, type(value).__name__))
+    if not value:
+        raise ValueError("%s: must not be empty" % field)
+    for bad in ('"', "\\"):
+        if bad in value:
+            raise ValueError("%s: must not contain %r" % (field, bad))
+    if min(value) < " " or "\x7f" in value:
+        raise ValueError("%s: must not contain control characters (CR, LF, NUL...)" % field)
+    return value
 
-    def __init__(self, cmd, code=None, line=None, after_ok=False):
-        self.cmd = cmd
-        self.code = code
-        self.line = line
-        self.after_ok = after_ok  # OK came first: the later step failed (a refused CONNACK)
-        super().__init__("%s failed: %s" % (cmd, line or "ERROR"))
 
-
-class ATTimeout(ModemError):
-    """No final result within the command's deadline."""
-
-    def __init__(self, cmd, ms, stage=""):
-        self.cmd = cmd
-        self.ms = ms
-        super().__init__("%s: no %s within %d ms" % (cmd, stage or "reply", ms))
-
-
-class ATAbort(ModemError):
-    """A URC in `abort` (CLOSED, RDY, ...) arrived while the command waited."""
-
-    def __init__(self, cmd, line):
-        self.cmd = cmd
-        self.line = line
-        super().__init__("%s interrupted by %s" % (cmd, line))
+def ints(line):
+    """The integers after the colon of an information line: b'+CSQ: 20,99' -> [20, 99]."""
+    out = []
+    for part in line[line.find(b":") + 1 :].split(b","):
+        try:
+            out.append(int(part))
+        except ValueError:
+            out.append(None)
+    return out
 
 
 def text(b):
@@ -220,7 +229,7 @@ class AT:
                     self.idle()  # a flood of bytes must not starve the watchdog
         except ModemError:
             raise
-        except (OSError, MemoryError):
+        except (OSError, MemoryError, AssertionError):  # the UART's, the heap's, a test stub's
             self._reset_rx()
             raise
         except Exception as e:  # a bug in the receive path: the engine stays usable
@@ -254,7 +263,7 @@ class AT:
                     deliver()
         except ModemError:
             raise
-        except (OSError, MemoryError):
+        except (OSError, MemoryError, AssertionError):  # the UART's, the heap's, a test stub's
             self._reset_rx()
             raise
         except Exception as e:

@@ -187,7 +187,7 @@ def _value(lines, prefix=None):
 
 def _probe(modem, tries=3):
     """True when the module answers AT (a few short tries: autobaud)."""
-    from firmware.at import ModemError
+    from firmware.errors import ModemError
 
     for _ in range(tries):
         try:
@@ -212,16 +212,16 @@ def _password(cfg):
     if not cfg or cfg.get("auth") != "mqtt" or not cfg.get("device_secret"):
         return None
     try:
-        from firmware import aliyun, sign
+        from firmware import sign
 
         return sign.mqtt_credentials(cfg["product_key"], cfg["device_name"], cfg["device_secret"],
-                                     aliyun.client_id(cfg), cfg["sign_method"])[2]
+                                     sign.client_id(cfg), cfg["sign_method"])[2]
     except Exception:  # a config that cannot sign cannot connect either: nothing to mask
         return None
 
 
 def _iccid(modem):
-    from firmware.at import ATError
+    from firmware.errors import ATError
 
     try:
         return _value(modem.at.cmd("AT+ICCID", info=b"+ICCID"), "+ICCID")
@@ -283,7 +283,7 @@ def report(out=None, modem=None, cfg=None, link=None):
 
 
 def _rows(w, modem):
-    from firmware.air72x import VersionError
+    from firmware.errors import ModemError
 
     def row(name, fn):
         try:
@@ -294,12 +294,14 @@ def _rows(w, modem):
     def version():
         try:
             modem.check_version()
-        except VersionError:
+        except ModemError as e:
+            if e.kind != "version":
+                raise
             return "%s: TOO OLD, %s" % (_version(modem), HINTS["version"])
         return "%s (V%s)" % (_version(modem), modem.version_number)
 
     def sim():
-        from firmware.at import ATError
+        from firmware.errors import ATError
 
         try:
             return _value(modem.at.cmd("AT+CPIN?", info=b"+CPIN"), "+CPIN")
@@ -341,7 +343,8 @@ def _rows(w, modem):
 def at(cmd, timeout=5000, out=None, modem=None, cfg=None, link=None):
     """Send one AT command; print its reply lines and the final result (the secrets diag
     knows of masked). Returns the lines."""
-    from firmware.at import ATError, ATTimeout, ModemError, text
+    from firmware.at import text
+    from firmware.errors import ATError, ATTimeout, ModemError
 
     modem, cfg, link = _context(modem, cfg, link)
     w = _Out(out, cfg, link)
@@ -393,8 +396,7 @@ def check(out=None, modem=None, cfg=None, attach_ms=30000, connect=True, link=No
     """Step-by-step connection check. Returns None when every step passed, else the name of
     the first failing step. connect=False stops before the MQTT connect."""
     from firmware import aliyun
-    from firmware.air72x import ConnectError, CredentialsRefused, SimError, VersionError
-    from firmware.aliyun import CloudError
+    from firmware.errors import CloudError, ModemError
     from firmware.port import ticks_add, ticks_diff, ticks_ms
 
     modem, cfg, link = _context(modem, cfg, link)
@@ -407,14 +409,18 @@ def check(out=None, modem=None, cfg=None, attach_ms=30000, connect=True, link=No
     def version():
         try:
             modem.check_version()
-        except VersionError:
+        except ModemError as e:
+            if e.kind != "version":
+                raise
             return False, "%s is older than V409" % _version(modem)
         return True, _version(modem)
 
     def sim():
         try:
             modem.check_sim()
-        except SimError as e:
+        except ModemError as e:
+            if e.kind != "sim":
+                raise
             return False, str(e)
         return True, "READY"
 
@@ -466,10 +472,12 @@ def check(out=None, modem=None, cfg=None, attach_ms=30000, connect=True, link=No
         w.add(password)  # an iotToken just fetched ("http" flow)
         try:
             modem.mqtt_connect(cid, user, password, host, port, tls=cfg["tls"], keepalive=cfg["keepalive"])
-        except CredentialsRefused as e:
-            return False, "%s:%d refused the CONNECT (%s)" % (host, port, log.safe(str(e), 200)), HINTS["refused"]
-        except ConnectError as e:  # may quote the module's state lines: safe() them
-            return False, "%s:%d %s" % (host, port, log.safe(str(e), 200))
+        except ModemError as e:
+            if e.kind == "refused":
+                return False, "%s:%d refused the CONNECT (%s)" % (host, port, log.safe(str(e), 200)), HINTS["refused"]
+            if e.kind != "connect":
+                raise
+            return False, "%s:%d %s" % (host, port, log.safe(str(e), 200))  # may quote state lines
         try:
             modem.mqtt_disconnect()
         except Exception:

@@ -2,8 +2,8 @@
 # dynamic registration. A module of its own so that devices on the direct MQTT flow never
 # load it. HTTPTERM always follows, also after a failure.
 from firmware import log
-from firmware.air72x import HttpError, escape, ints, quoted
-from firmware.at import ATError, ModemError
+from firmware.at import escape, ints, quoted
+from firmware.errors import ATError, ModemError
 from firmware.port import const
 
 _TAG = "http"
@@ -39,16 +39,16 @@ def post(modem, url, body, content_type):
         at.cmd("AT+HTTPACTION=1", then=(b"+HTTPACTION",), timeout=_HTTP_MS)
         v = ints(at.final)
         if len(v) < 3 or v[1] is None:
-            raise HttpError(None, "unreadable %r" % at.final)
+            raise ModemError("HTTPACTION answer unreadable (%d bytes)" % len(at.final), "connect")
         status, length = v[1], v[2] or 0
         if status in STATUS or status >= 600:
-            raise HttpError(status, "HTTP request failed in the module: %d %s" % (status, STATUS.get(status, "")))
+            raise ModemError("HTTP request failed in the module: %d %s" % (status, STATUS.get(status, "")), "connect")
         data = b""
         if length:
             at.cmd("AT+HTTPREAD", info=b"+HTTPREAD", timeout=_HTTP_MS)
             data = at.payload or b""
             if len(data) != length:
-                raise HttpError(status, "HTTPREAD gave %d of %d bytes" % (len(data), length))
+                raise ModemError("HTTP %d: HTTPREAD gave %d of %d bytes" % (status, len(data), length), "connect")
         return status, data
     finally:
         _term(at)

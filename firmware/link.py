@@ -3,22 +3,12 @@
 #   module -> attach (and open the bearer) -> auth ("http" flow, no valid token) -> mqtt -> up
 #
 # step() runs at most one phase per call and returns, so the app's loop keeps running while
-# the link is down. Every failure leads back to the phase that repairs it:
-#   CLOSED (server close, keepalive expiry, kick),
-#   MQTTSTATU != 1, a SUBACK/CONNECT lost     -> mqtt (reconnect, resubscribe all)
-#   +PDP: DEACT / PDN DEACT / SAPBR DEACT,
-#   CONNECT FAIL, an HTTP 6xx                 -> attach (re-attach, reopen the bearer)
-#   RDY (module reboot), SIM removed,
-#   any AT timeout, garbage that breaks a reply -> module (autobaud, echo off, version,
-#                                               SIM); after `reset_after` timeouts in a
-#                                               row, the reset pin is pulsed (if wired)
-#   not attached within attach_ms             -> module, after a reset (pin, or AT+CFUN=1,1)
-#   MemoryError (out of RAM, not a bug)       -> module, after a gc.collect(); counted as
-#                                               "memory", no traceback
-#   refused CONNACK / auth codes 401 460 5001 6200 -> a long backoff (backoff_refused_ms)
-#                                               and a log line: check the triple. With the
-#                                               "http" flow a refused *old* token is first
-#                                               replaced by a fresh one at once.
+# the link is down. Every failure leads back to the phase that repairs it: the recovery
+# table is _classify() (an error's `kind`, firmware/errors.py) and _on_event() (CLOSED ->
+# mqtt, PDP loss -> attach, RDY / SIM removed -> module); entering and leaving a phase run
+# _enter() and _leave(). Repeated timeouts pulse the reset pin; no attach resets the module;
+# refused credentials wait backoff_refused_ms (a refused *old* token of the "http" flow is
+# first replaced by a fresh one at once); a MemoryError is collected, not called a bug.
 # Retries after a failure wait backoff_min_ms, doubling to backoff_max_ms, each with jitter
 # in [3/4 d, d] (never above the cap). The backoff returns to zero only after the link was
 # up for stable_ms, so a link that drops right after connecting is not hammered.
@@ -51,19 +41,8 @@ import random
 import sys
 
 from firmware import aliyun, log
-from firmware.air72x import (
-    ConnectError,
-    CredentialsRefused,
-    HttpError,
-    LinkDown,
-    NoAnswer,
-    SimError,
-    VersionError,
-    qos_level,
-    topic_name,
-)
-from firmware.aliyun import CloudError
-from firmware.at import ATAbort, ATError, ATTimeout, ModemError
+from firmware.air72x import qos_level, topic_name
+from firmware.errors import ModemError
 from firmware.outbox import Outbox
 from firmware.port import const, drop, ticks_add, ticks_diff, ticks_ms, time_s
 
@@ -84,10 +63,6 @@ AUTH = "auth"
 MQTT = "mqtt"
 UP = "up"
 _ORDER = (MODULE, ATTACH, AUTH, MQTT, UP)
-
-
-class AttachTimeout(ModemError):
-    """Not attached to the packet network within attach_ms."""
 
 
 class Link:
@@ -250,7 +225,7 @@ class Link:
                 self._goto(AUTH if self._needs_token() else MQTT)
                 self._next = self.ticks()
             elif ticks_diff(self._attach_deadline, self.ticks()) <= 0:
-                raise AttachTimeout("not attached after %d s: check antenna, SIM data plan, APN" % (self.attach_ms // 1000))
+                raise ModemError("not attached after %d s: check antenna, SIM data plan, APN" % (self.attach_ms // 1000), "attach")
             else:
                 self._next = ticks_add(self.ticks(), _ATTACH_POLL_MS)
         elif st == AUTH:
@@ -298,25 +273,7 @@ class Link:
         for topic, qos in self.subscriptions:  # clean session: every subscription again
             m.mqtt_subscribe(topic, qos)
         self._dirty = False
-        now = self.ticks()
-        outage = ticks_diff(now, self._down_since)
-        if self._ever_up:
-            self.counters["recoveries"] += 1
-            self.recovery_ms.append(outage)
-            if len(self.recovery_ms) > _RECOVERY_KEEP:
-                self.recovery_ms.pop(0)
-        self._ever_up = True
-        self._no_answer = 0
-        self._token_fresh = False
-        self._last_rx = now
-        self._up_since = now
         self._goto(UP)
-        log.info(_TAG, "up (after %d ms); %d queued message(s) to send", outage, len(self.outbox))
-        if self.on_up:
-            try:
-                self.on_up()
-            except Exception as e:  # the app's handler: not a reason to drop the link
-                log.error(_TAG, "on_up failed: %s", log.err(e))
 
     def _up(self):
         m = self.modem
@@ -331,7 +288,7 @@ class Link:
             self.counters["status_checks"] += 1
             status = m.mqtt_status()  # the module keeps the session alive; ask it
             if status != 1:
-                raise LinkDown("MQTT status %d: session lost" % status)
+                raise ModemError("MQTT status %d: session lost" % status, "link")
             self._last_rx = self.ticks()
 
     def _flush(self):
@@ -365,12 +322,39 @@ class Link:
     def _goto(self, state):
         if state != self.state:
             log.info(_TAG, "%s -> %s", self.state, state)
-            if self.state == UP:
-                self._down_since = self.ticks()
-                self.counters["reconnects"] += 1
-            if state == ATTACH:
-                self._attach_deadline = ticks_add(self.ticks(), self.attach_ms)
+            self._leave(self.state)
             self.state = state
+            self._enter(state)
+
+    def _leave(self, state):
+        """The exit action of a phase."""
+        if state == UP:
+            self._down_since = self.ticks()
+            self.counters["reconnects"] += 1
+
+    def _enter(self, state):
+        """The entry action of a phase."""
+        if state == ATTACH:
+            self._attach_deadline = ticks_add(self.ticks(), self.attach_ms)
+        elif state == UP:
+            now = self.ticks()
+            outage = ticks_diff(now, self._down_since)
+            if self._ever_up:
+                self.counters["recoveries"] += 1
+                self.recovery_ms.append(outage)
+                if len(self.recovery_ms) > _RECOVERY_KEEP:
+                    self.recovery_ms.pop(0)
+            self._ever_up = True
+            self._no_answer = 0
+            self._token_fresh = False
+            self._last_rx = now
+            self._up_since = now
+            log.info(_TAG, "up (after %d ms); %d queued message(s) to send", outage, len(self.outbox))
+            if self.on_up:
+                try:
+                    self.on_up()
+                except Exception as e:  # the app's handler: not a reason to drop the link
+                    log.error(_TAG, "on_up failed: %s", log.err(e))
 
     def _count(self, kind):
         f = self.counters["faults"]
@@ -435,37 +419,35 @@ class Link:
             log.error(_TAG, "reset failed: %s", log.err(e))
 
     def _classify(self, e):
-        """(fault kind, phase to resume from, delay or None for the growing backoff)."""
-        if isinstance(e, CredentialsRefused):
-            return "refused", MQTT, self._jitter(self.backoff_refused)
-        if isinstance(e, CloudError):
-            if e.code in _REFUSED_CODES:
+        """The recovery table: (fault kind, phase to resume from, delay or None for the
+        growing backoff)."""
+        if not isinstance(e, ModemError):
+            if isinstance(e, OSError):
+                return "uart", MODULE, None
+            if isinstance(e, MemoryError):  # the heap ran short mid-step: not a bug in the code
+                return "memory", MODULE, None
+            return "bug", MODULE, None
+        kind = e.kind
+        if kind == "refused":
+            return kind, MQTT, self._jitter(self.backoff_refused)
+        if kind == "cloud":
+            if getattr(e, "code", None) in _REFUSED_CODES:
                 return "auth", AUTH, self._jitter(self.backoff_refused)
             return "auth_error", AUTH, None
-        if isinstance(e, VersionError):
-            return "version", MODULE, self._jitter(self.backoff_refused)
-        if isinstance(e, SimError):
-            return "sim", MODULE, None
-        if isinstance(e, (ATTimeout, NoAnswer)):
-            return "timeout", MODULE, None  # lost, muted, or a restarted module: start over
-        if isinstance(e, AttachTimeout):
-            return "attach", MODULE, None
-        if isinstance(e, ATAbort):
-            lost = e.line.startswith("RDY") or e.line.startswith("+CPIN")
-            return "aborted", MODULE if lost else ATTACH, None
-        if isinstance(e, LinkDown):
-            return "link", self._after_link_loss(), None
-        if isinstance(e, (ConnectError, HttpError)):
-            return "connect", ATTACH, None  # no bearer, DNS, TLS: re-attach, reopen it
-        if isinstance(e, ATError):  # an unexpected ERROR (e.g. 767 after a lost session)
-            return "error", MODULE if self.state == MODULE else ATTACH, None
-        if isinstance(e, ModemError):
-            return "modem", MODULE if self.state == MODULE else ATTACH, None
-        if isinstance(e, OSError):
-            return "uart", MODULE, None
-        if isinstance(e, MemoryError):  # the heap ran short mid-step: not a bug in the code
-            return "memory", MODULE, None
-        return "bug", MODULE, None
+        if kind == "version":
+            return kind, MODULE, self._jitter(self.backoff_refused)
+        if kind in ("sim", "timeout", "attach"):  # lost, muted or restarted: start over
+            return kind, MODULE, None
+        if kind == "aborted":
+            line = getattr(e, "line", "")
+            lost = line.startswith("RDY") or line.startswith("+CPIN")
+            return kind, MODULE if lost else ATTACH, None
+        if kind == "link":
+            return kind, self._after_link_loss(), None
+        if kind == "connect":  # no bearer, DNS, TLS, HTTP 6xx: re-attach, reopen it
+            return kind, ATTACH, None
+        # "error" (an unexpected ERROR, e.g. 767 after a lost session), "modem" and the rest
+        return kind, MODULE if self.state == MODULE else ATTACH, None
 
     def _after_link_loss(self):
         if self.state in (MODULE, ATTACH):

@@ -18,7 +18,7 @@ import os
 import random
 
 from firmware import auth, log
-from firmware.aliyun import CloudError
+from firmware.errors import CloudError
 from firmware.port import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 _TAG = "register"

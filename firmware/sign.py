@@ -129,6 +129,11 @@ def check_name(value, field):
     return value
 
 
+def client_id(cfg):
+    """The MQTT client id of a config: its own, or "{product_key}.{device_name}"."""
+    return cfg.get("client_id") or "%s.%s" % (cfg["product_key"], cfg["device_name"])
+
+
 def check_client_id(value, default):
     if value is None:
         value = default

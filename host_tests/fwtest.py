@@ -183,3 +183,13 @@ class VirtualClock:
         from firmware.port import ticks_diff
 
         return ticks_diff(self.now, t)
+
+
+def raises_kind(kind, fn, *args, **kw):
+    """Call fn and return the ModemError it raises; fail unless its kind is `kind`."""
+    from firmware.errors import ModemError
+
+    e = raises(ModemError, fn, *args, **kw)
+    if e.kind != kind:
+        raise AssertionError("%s raised a %r ModemError (%s), not %r" % (getattr(fn, "__name__", fn), e.kind, e, kind))
+    return e

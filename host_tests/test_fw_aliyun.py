@@ -4,8 +4,9 @@ from fwtest import StubUART, raises
 
 from firmware import auth, config, sign
 from firmware.air72x import Air72x
-from firmware.aliyun import CloudError, Topics, connect, credentials, mqtt_host
+from firmware.aliyun import Topics, connect, credentials, mqtt_host
 from firmware.auth import auth_url, http_auth
+from firmware.errors import CloudError
 
 PK, DN, DS = "b0FMK1Ga5cp", "862991419835241", "y7MTCG6Gk33Ux26bbWSpANI4Oal0bg5Q"
 OK = b"\r\nOK\r\n"

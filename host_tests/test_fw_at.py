@@ -2,7 +2,8 @@
 # Replies are byte-exact copies of ../shared/AT_DIALECT.md's examples.
 from fwtest import StubUART, VirtualClock, capture_log, msub, raises, release_log
 
-from firmware.at import AT, ATAbort, ATError, ATTimeout, ModemError
+from firmware.at import AT
+from firmware.errors import ATAbort, ATError, ATTimeout, ModemError
 
 CGMR = b'+CGMR: "AirM2M_Air724UG_V401853_LTE_AT"'
 MSUB_PAYLOAD = b'{"cmd":"a,b",\r\n"q":"\\"x\\""}\r\nOK\r\n'

@@ -9,9 +9,9 @@ import sys
 from fwtest import StubUART, capture_log
 
 from firmware import aliyun, log
-from firmware.air72x import Air72x, ConnectError, CredentialsRefused, HttpError, LinkDown, NoAnswer, SimError
-from firmware.at import ATAbort, ATTimeout, ModemError
+from firmware.air72x import Air72x
 from firmware.link import ATTACH, AUTH, MODULE, MQTT, UP, Link
+from firmware.errors import ATAbort, ATTimeout, ModemError
 
 PK, DN = "a1DemoPk001", "demo-device-1"
 TOKEN_REPLY = {"code": 200, "data": {"iotId": "iot-1", "iotToken": "tok-1", "resources": {"mqtt": {"host": "h.example", "port": 1883}}}}
@@ -229,7 +229,7 @@ def test_closed_event_reconnects_and_resubscribes_everything():
     link.subscribe("/%s/%s/user/extra" % (PK, DN), 1)
     m.calls = []
     m.events.append(("closed", "CLOSED"))
-    m.fail["mqtt_connect"] = [ConnectError("CONNECT FAIL")]  # hold it in the mqtt phase
+    m.fail["mqtt_connect"] = [ModemError("CONNECT FAIL", "connect")]  # hold it in the mqtt phase
     link.step()  # the event is handled first; a stable link is repaired at once
     assert link.state == ATTACH
     m.calls = []
@@ -263,7 +263,7 @@ def test_reboot_and_sim_removed_start_from_the_module():
         up(link, clock)
         m.calls = []
         m.events.append((name, "x"))
-        m.fail["check_sim"] = [SimError("no SIM card (+CME ERROR: 10)")] * 2
+        m.fail["check_sim"] = [ModemError("no SIM card (+CME ERROR: 10)", "sim")] * 2
         link.step()
         assert link.state == MODULE, name
         up(link, clock)
@@ -276,7 +276,7 @@ def test_sim_put_back_ends_the_backoff_at_once():
     link, m, clock = make()
     up(link, clock)
     m.events.append(("sim_removed", "+CPIN: SIM REMOVED"))
-    m.fail["check_sim"] = [SimError("no SIM card (+CME ERROR: 10)")] * 4
+    m.fail["check_sim"] = [ModemError("no SIM card (+CME ERROR: 10)", "sim")] * 4
     for _ in range(4):  # the backoff grows while the SIM is out
         clock.ms = link._next
         link.step()
@@ -290,13 +290,13 @@ def test_sim_put_back_ends_the_backoff_at_once():
 
 def test_each_error_leads_to_its_phase():
     cases = [
-        (LinkDown("AT+MPUB: link lost (CLOSED)"), True, "link", MQTT),
-        (LinkDown("AT+MPUB: link lost (+PDP: DEACT)"), False, "link", ATTACH),
+        (ModemError("AT+MPUB: link lost (CLOSED)", "link"), True, "link", MQTT),
+        (ModemError("AT+MPUB: link lost (+PDP: DEACT)", "link"), False, "link", ATTACH),
         (ATTimeout("AT+MPUB", 15000), True, "timeout", MODULE),
         (ATAbort("AT+MPUB", "RDY"), True, "aborted", MODULE),
         (ATAbort("AT+MPUB", "+CPIN: SIM REMOVED"), True, "aborted", MODULE),
-        (ConnectError("CONNECT FAIL"), True, "connect", ATTACH),
-        (HttpError(601, "network error"), True, "connect", ATTACH),
+        (ModemError("CONNECT FAIL", "connect"), True, "connect", ATTACH),
+        (ModemError("network error", "connect"), True, "connect", ATTACH),
         (ModemError("MPUB sent while x in flight"), True, "modem", ATTACH),
         (OSError(5), True, "uart", MODULE),
         (MemoryError("memory allocation failed, allocating 171 bytes"), True, "memory", MODULE),
@@ -331,7 +331,7 @@ def test_an_unexpected_bug_is_contained():
 def test_backoff_doubles_up_to_the_cap_with_bounded_jitter():
     for jitter, low in ((0, False), (1 << 29, True), (12345, None)):
         link, m, clock = make(jitter=jitter)
-        m.fail["mqtt_connect"] = [ConnectError("CONNECT FAIL")] * 8
+        m.fail["mqtt_connect"] = [ModemError("CONNECT FAIL", "connect")] * 8
         seen = []
         for _ in range(8):
             run_until(link, clock, MQTT)
@@ -349,7 +349,7 @@ def test_backoff_doubles_up_to_the_cap_with_bounded_jitter():
 
 def test_backoff_restarts_only_after_a_stable_link():
     link, m, clock = make()
-    m.fail["mqtt_connect"] = [ConnectError("x")] * 3
+    m.fail["mqtt_connect"] = [ModemError("x", "connect")] * 3
     up(link, clock)
     assert link._delay == 4000
     m.events.append(("closed", "CLOSED"))  # dropped right after connecting: keep backing off
@@ -370,7 +370,7 @@ def test_refused_credentials_back_off_long_and_say_check_the_triple():
     cap = capture_log()
     try:
         link, m, clock = make()
-        m.fail["mqtt_connect"] = [CredentialsRefused("CONNACK not accepted")]
+        m.fail["mqtt_connect"] = [ModemError("CONNACK not accepted", "refused")]
         link.rand = lambda bits: 1 << 29
         run_until(link, clock, MQTT)
         link.step()
@@ -413,7 +413,7 @@ def test_http_flow_refused_old_token_is_replaced_at_once_but_a_fresh_one_backs_o
         link, m, clock = make(auth="http", sign_method="hmacmd5")
         up(link, clock)
         m.events.append(("closed", "CLOSED"))
-        m.fail["mqtt_connect"] = [CredentialsRefused("CONNACK 3"), CredentialsRefused("CONNACK 4")]
+        m.fail["mqtt_connect"] = [ModemError("CONNACK 3", "refused"), ModemError("CONNACK 4", "refused")]
         link.step()  # reconnects at once and is refused with the old token: a new one, soon
         assert link.state == AUTH and delay(link, clock) <= 1000
         assert "token refused: fetching a new one" in cap.text()
@@ -571,7 +571,7 @@ def test_reset_is_pulsed_after_repeated_timeouts():
         link, m, clock = make(reset=lambda: pulses.append(clock.ms))
         up(link, clock)
         m.fail["mqtt_publish"] = [ATTimeout("AT+MPUB", 15000)]
-        m.fail["autobaud"] = [NoAnswer("module does not answer AT (20 tries)")] * 4
+        m.fail["autobaud"] = [ModemError("module does not answer AT (20 tries)", "timeout")] * 4
         link.publish("/%s/%s/user/update" % (PK, DN), "x", 1)
         link.step()
         assert link.state == MODULE and pulses == []
@@ -591,7 +591,7 @@ def test_reset_is_pulsed_after_repeated_timeouts():
 def test_no_reset_pin_no_pulse_but_still_recovers():
     link, m, clock = make()
     up(link, clock)
-    m.fail["autobaud"] = [NoAnswer("no answer")] * 5
+    m.fail["autobaud"] = [ModemError("no answer", "timeout")] * 5
     m.events.append(("reboot", "RDY"))
     log.sink = lambda line: None
     try:

@@ -8,8 +8,8 @@ import os
 from fwtest import LogCapture, raises
 
 from firmware import auth, config, log, register
-from firmware.aliyun import CloudError
 from firmware.port import ticks_ms
+from firmware.errors import CloudError
 
 PK, DN, PS = "a1DynRegPk1", "dyn-device-7", "DynRegProductSecret00000000000001"
 DS = "RegisteredSecret0000000000000042"
