@@ -317,6 +317,8 @@ class AT:
 
     def _fill_payload(self):
         out = self._p_out
+        if out is None:
+            return False
         n = self.uart.readinto(memoryview(out)[self._p_have :])
         if not n:
             self._stalled()
@@ -436,7 +438,7 @@ class AT:
     def _match_echo(self, head, tail):
         """Drop the body we wrote as the module echoes it, byte by byte. False: everything
         buffered was echo (wait for more)."""
-        d = self._edata
+        d = self._edata or b""
         pos = self._epos
         if pos == 0:  # first byte: is an echo coming at all?
             first = d[0] if d else 0
@@ -563,7 +565,7 @@ class AT:
         return False
 
     def _done_item(self, payload):
-        header = self._p_hdr
+        header = self._p_hdr or b""
         self._p_hdr = None
         if self._active and self._info and header.startswith(self._info):
             self.payload = payload
