@@ -74,6 +74,7 @@ class App:
         current = self
         log.level = _LEVELS[cfg["log_level"]]
         self.cfg = cfg
+        self.uart = uart
         self.modem = Air72x(uart, rx)
         self.topics = aliyun.Topics(cfg["product_key"], cfg["device_name"])
         self.link = Link(self.modem, cfg, self.topics, reset=_reset_pulse(cfg), feed=_watchdog(cfg))
@@ -148,15 +149,19 @@ class App:
 
     def run(self, until=None):
         """The main loop; `until()` returning True ends it (tests). Never raises."""
-        interval = int(self.cfg["interval"] * 1000)
-        stats_ms = int(self.cfg.get("stats_interval", 0) * 1000)
-        if not self.cfg.get("device_secret"):  # only product_secret: dynamic registration first
-            from firmware import register
+        try:  # config.check() keeps these finite and inside the clock; a cfg from elsewhere may not
+            interval = int(self.cfg["interval"] * 1000)
+            stats_ms = int(self.cfg.get("stats_interval", 0) * 1000)
+            if not self.cfg.get("device_secret"):  # only product_secret: dynamic registration first
+                from firmware import register
 
-            if not register.provision(self.modem, self.cfg, until):
-                return
-        self._due = ticks_ms()
-        self._stats_due = ticks_add(self._due, stats_ms)
+                if not register.provision(self.modem, self.cfg, until):
+                    return
+            self._due = ticks_ms()
+            self._stats_due = ticks_add(self._due, stats_ms)
+        except Exception as e:
+            log.error(_TAG, "not started: %s", log.err(e))
+            return
         while until is None or not until():
             try:
                 self._tick(interval, stats_ms)
@@ -200,13 +205,36 @@ def load_config(path=None):
         gc.collect()
 
 
+def start(cfg, until=None):
+    """App(cfg) once its UART opens, or None. A UART that may open later (nothing listens at
+    the socket:// URL yet, the USB adapter is unplugged) is tried again, waiting
+    backoff_min_ms doubling to backoff_max_ms, until `until()`; one that cannot (a pin this
+    board's UART does not take, no pyserial) is given up at once. Each failure: one line."""
+    from firmware.uart import UARTError
+
+    wait = cfg.get("backoff_min_ms", 1000)
+    while True:
+        try:
+            return App(cfg)
+        except UARTError as e:
+            log.error(_TAG, "%s%s", e, "" if e.retry else " (not retried)")
+            if not e.retry or (until is not None and until()):
+                return None
+        log.info(_TAG, "opening the UART again in %d ms", wait)
+        sleep_ms(wait)
+        wait = min(wait * 2, cfg.get("backoff_max_ms", 60000))
+
+
 def main(path=None):
-    cfg = load_config(path)
-    if cfg is None:
-        return None
-    app = App(cfg)
-    log.info(_TAG, "device %s/%s, flow %s, %s", cfg["product_key"], cfg["device_name"], cfg["auth"], "TLS" if cfg["tls"] else "TCP")
+    """Run the firmware; None when it cannot start (config.json or its UART: main.py then
+    exits non-zero on a PC), else the App after the loop ended (Ctrl-C)."""
+    app = None
     try:
+        cfg = load_config(path)
+        app = start(cfg) if cfg is not None else None
+        if app is None:
+            return None
+        log.info(_TAG, "device %s/%s, auth %s, %s", cfg["product_key"], cfg["device_name"], cfg["auth"], "TLS" if cfg["tls"] else "TCP")
         app.run()
     except KeyboardInterrupt:
         print("stopped. From the REPL: import firmware.diag as d; d.report()")

@@ -49,3 +49,79 @@ def test_telemetry_is_json_with_a_sequence():
     first, second = json.loads(a.telemetry()), json.loads(a.telemetry())
     assert first["seq"] == 1 and second["seq"] == 2
     assert "ts" not in first and first["uptime_s"] >= 0  # no NTP: no timestamp
+
+
+class Calls:
+    """An until() for start()/run(): counts its calls, True from call `stop_at` on; `then`
+    runs at call `at` (to start a listener between two attempts)."""
+
+    def __init__(self, stop_at, at=None, then=None):
+        self.n, self.stop_at, self.at, self.then = 0, stop_at, at, then
+
+    def __call__(self):
+        self.n += 1
+        if self.n == self.at:
+            self.then()
+        return self.n >= self.stop_at
+
+
+def test_start_retries_a_url_where_nothing_listens_then_opens_it():
+    from test_fw_uart import bound_port
+
+    s, port = bound_port()
+    cap = capture_log()
+    conn = None
+    try:
+        c = cfg(backoff_min_ms=10, backoff_max_ms=20)
+        c["uart"] = {"url": "socket://127.0.0.1:%d" % port}
+        until = Calls(99, at=3, then=lambda: s.listen(1))
+        a = app.start(c, until)
+        assert until.n == 3 and a is not None and app.current is a  # three refusals, then it opened
+        conn = s.accept()[0]
+        a.uart.write(b"AT\r")
+        assert conn.recv(8) == b"AT\r"
+        errors = [line for line in cap.lines if " E app: uart.url: " in line]
+        assert len(errors) == 3 and all("127.0.0.1:%d" % port in line for line in errors)
+    finally:
+        release_log()
+        if conn is not None:
+            conn.close()
+        s.close()
+
+
+def test_start_stops_when_until_says_so_and_at_once_on_a_fatal_uart():
+    from test_fw_uart import bound_port
+
+    s, port = bound_port()
+    cap = capture_log()
+    try:
+        c = cfg(backoff_min_ms=10, backoff_max_ms=20)
+        c["uart"] = {"url": "socket://127.0.0.1:%d" % port}
+        until = Calls(2)
+        assert app.start(c, until) is None and until.n == 2
+        c["uart"] = {"id": 1, "tx": 17, "rx": 16}  # a board's pins, on a PC: cannot work, not retried
+        until = Calls(99)
+        assert app.start(c, until) is None and until.n == 0
+        assert " E app: uart: " in cap.lines[-1]
+    finally:
+        release_log()
+        s.close()
+
+
+def test_run_never_raises_on_numbers_that_skipped_the_checker():
+    for bad in ({"interval": float("nan")}, {"interval": float("inf")}, {"stats_interval": float("inf")}):
+        a = app.App(cfg(ntp=False, **bad), uart=StubUART(strict=False))
+        cap = capture_log()
+        try:
+            a.run(Calls(3))  # returns, raising nothing
+        finally:
+            release_log()
+        assert any(" E app: " in line for line in cap.lines), bad
+
+
+def test_main_is_none_when_the_config_cannot_work():
+    capture_log()
+    try:
+        assert app.main("no-such-config.json") is None
+    finally:
+        release_log()

@@ -9,7 +9,9 @@
     python tools/host.py --port /dev/ttyUSB0 --bridge        # type AT commands, Ctrl-] leaves
 
 --port/--url replace config["uart"]; everything else comes from the config file.
-Exit status: 0, or 1 when --diag found a failing step, 2 for a bad config.
+A URL where nothing listens yet, or an adapter not plugged in, is tried again (one line each
+time) until it opens or --seconds pass. Exit status: 0; 1 when --diag found a failing step or
+the UART did not open; 2 for a bad config.
 """
 import argparse
 import os
@@ -28,10 +30,12 @@ def load(args):
     target = args.url or args.port
     if target:
         cfg["uart"] = {"url": target, "baud": args.baud}
-        config.check(cfg, args.config)
+        if args.flow:
+            cfg["uart"]["flow"] = True
+        config.check(cfg, "--url/--port/--baud")
     elif "url" not in cfg["uart"]:
         raise config.ConfigError("%s: uart: a board's UART pins; on a PC give --port /dev/ttyUSB0 "
-                                 "(or --url socket://host:port)" % args.config)
+                                 "(or --url socket://host:port)" % args.config, "uart")
     return cfg
 
 
@@ -41,6 +45,7 @@ def main(argv=None):
     where.add_argument("--port", help="serial device of the USB-serial adapter (/dev/ttyUSB0, COM3)")
     where.add_argument("--url", help="socket://host:port or any pyserial URL")
     ap.add_argument("--baud", type=int, default=115200)
+    ap.add_argument("--flow", action="store_true", help="RTS/CTS hardware flow control on the serial port")
     ap.add_argument("--config", default="config.json")
     what = ap.add_mutually_exclusive_group()
     what.add_argument("--diag", action="store_true", help="print diag.report() and run diag.check()")
@@ -55,31 +60,39 @@ def main(argv=None):
         print("host: %s" % e, file=sys.stderr)
         return 2
 
+    from firmware.uart import UARTError
+
     if args.diag or args.at or args.bridge:
         from firmware import diag
 
-        diag.use(None, cfg)  # diag opens the UART of cfg["uart"]
-        if args.at:
-            diag.at(args.at)
-            return 0
-        if args.bridge:
-            diag.bridge()
-            return 0
-        diag.report()
-        print()
-        return 1 if diag.check(connect=not args.no_connect) else 0
+        diag.use(None, cfg)  # diag opens the UART of cfg["uart"] on first use
+        try:
+            if args.at:
+                diag.at(args.at)
+                return 0
+            if args.bridge:
+                diag.bridge()
+                return 0
+            diag.report()
+            print()
+            return 1 if diag.check(connect=not args.no_connect) else 0
+        except UARTError as e:
+            print("host: %s" % e, file=sys.stderr)
+            return 1
 
     from firmware import log
-    from firmware.app import App
+    from firmware.app import start
 
-    app = App(cfg)
-    log.info("host", "device %s/%s on %s, flow %s, %s", cfg["product_key"], cfg["device_name"],
-             cfg["uart"]["url"], cfg["auth"], "TLS" if cfg["tls"] else "TCP")
     until = None
     if args.seconds is not None:
         end = time.monotonic() + args.seconds
         until = lambda: time.monotonic() >= end  # noqa: E731
     try:
+        app = start(cfg, until)  # retries a URL where nothing listens yet
+        if app is None:
+            return 1
+        log.info("host", "device %s/%s on %s, auth %s, %s", cfg["product_key"], cfg["device_name"],
+                 cfg["uart"]["url"], cfg["auth"], "TLS" if cfg["tls"] else "TCP")
         app.run(until)
     except KeyboardInterrupt:
         print("stopped. Diagnostics: python tools/host.py --port ... --diag")
