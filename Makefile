@@ -30,7 +30,7 @@ mpy: $(STAMP)
 	@echo "mpy-cross: compiled $(words $(FW)) files into $(BUILD)/"
 
 sim: $(STAMP)
-	$(BIN)/python tools/sim.py
+	$(BIN)/python -m tools.harness.demo
 
 # Benchmarks of issue #9 (receive path, memory floor, wire, time to connected, sign) under
 # micropython; writes BENCHMARKS.md. Not a test: nothing here asserts a timing.
@@ -83,7 +83,7 @@ lint: $(STAMP) $(foreach b,$(LINT_BOARDS),$(STUBS_DIR)/$(b)/.installed-$(STUBS_V
 # make deploy PORT=/dev/ttyUSB0 [MPREMOTE_OPTS=...] [MPY_CROSS_OPTS=-march=xtensawin] [CONFIG=config.json] [NORESET=1]
 # compiles firmware/*.py to .mpy (v6.3, for MicroPython 1.23 and later), copies them to
 # :firmware/ (removing stale .py/.mpy there), boot.py, main.py and the config, then resets.
-# MPREMOTE_OPTS=resume for the virtual board (tools/vboard.py), which is not reset.
+# MPREMOTE_OPTS=resume for the virtual board (tools/harness/vboard.py), which is not reset.
 PORT          ?=
 MPREMOTE_OPTS ?=
 MPY_CROSS_OPTS ?=
@@ -104,4 +104,4 @@ repl: $(STAMP)
 
 # A virtual board on a pty for mpremote (the unix port as the board, ./vboard as its flash).
 vboard: $(STAMP) sysdeps
-	$(BIN)/python tools/vboard.py --flash vboard
+	$(BIN)/python -m tools.harness.vboard --flash vboard

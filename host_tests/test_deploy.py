@@ -1,4 +1,4 @@
-# `make deploy` for real, against the virtual board (tools/vboard.py: the unix port behind a
+# `make deploy` for real, against the virtual board (tools/harness/vboard.py: the unix port behind a
 # socat pty, driven by mpremote exactly like a board on a USB cable): the files that land in
 # its flash, the .mpy (not a .py) that `import firmware.at` loads there, and then the deployed
 # firmware itself, run on the virtual board against the virtual Air724 module and the local
@@ -12,12 +12,9 @@ import threading
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from tools.proc import stop as stop_process  # noqa: E402
-from tools.proc import which  # noqa: E402
-from tools.vboard import VirtualBoard  # noqa: E402
+from tools.harness.vboard import VirtualBoard
+from tools.proc import ROOT, which
+from tools.proc import stop as stop_process
 
 MPREMOTE = which("mpremote") or "mpremote"
 MODULES = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "firmware")) if f.endswith(".py"))
@@ -46,8 +43,8 @@ def deploy(port, config):
 
 @pytest.fixture
 def world():
-    """Local cloud + virtual module (tools/simenv.py) + virtual board, all stopped afterwards."""
-    from tools.simenv import DEMO, SimEnv
+    """Local cloud + virtual module (tools/harness/env.py) + virtual board, all stopped afterwards."""
+    from tools.harness.env import DEMO, SimEnv
 
     with SimEnv(start_firmware=False) as env:
         vb = VirtualBoard().start()
@@ -138,7 +135,7 @@ def test_package_json_installs_the_firmware_with_mip():
 # ------------------------------------------------------------------ host mode (tools/host.py)
 @pytest.fixture
 def cloud_and_module(tmp_path):
-    from tools.simenv import DEMO, SimEnv
+    from tools.harness.env import DEMO, SimEnv
 
     with SimEnv(start_firmware=False) as env:
         cfg = {"product_key": DEMO["productKey"], "device_name": DEMO["deviceName"],
@@ -150,7 +147,7 @@ def cloud_and_module(tmp_path):
 
 
 def host(*args, timeout=120):
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "host.py")] + list(args),
+    p = subprocess.run([sys.executable, "-m", "tools.host"] + list(args), cwd=ROOT,
                        capture_output=True, text=True, timeout=timeout)
     return p.returncode, p.stdout + p.stderr
 

@@ -9,7 +9,7 @@ import time
 
 from firmware import __version__
 from firmware.aliyun import Topics
-from tools.simenv import DEMO, SimEnv
+from tools.harness.env import DEMO, SimEnv
 
 PK, DN = DEMO["productKey"], DEMO["deviceName"]
 T = Topics(PK, DN)

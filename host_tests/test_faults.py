@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tools.cloud import registry
-from tools.simenv import SimEnv
+from tools.harness.env import SimEnv
 
 CFG = {"interval": 0.2, "backoff_min_ms": 100, "backoff_max_ms": 1000, "outbox": 500, "stats_interval": 1}
 

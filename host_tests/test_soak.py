@@ -1,4 +1,4 @@
-# A short soak inside `make test` (tools/soak.py): the real firmware under `micropython`,
+# A short soak inside `make test` (tools/harness/soak.py): the real firmware under `micropython`,
 # the virtual Air724 and the local cloud, every fault kind injected at least once in a
 # seeded random order while QoS 1 telemetry flows every 0.05 s. Asserts: no QoS 1 message
 # accepted into the outbox is lost (seq 1..N all at the broker; the outbox is sized so the
@@ -6,7 +6,7 @@
 # no exception escaped (no Traceback), every downlink sent was received.
 import json
 
-from tools import soak
+from tools.harness import soak
 
 
 def test_short_soak_every_fault_kind(tmp_path, capsys):

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 
 from tools.cloud.api import LocalCloud
-from tools.build import compile_mpy
+from tools.harness.build import compile_mpy
 
 
 def say(*a):

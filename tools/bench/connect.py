@@ -17,7 +17,7 @@ import time
 
 from tools.bench.common import figures, firmware_and_cloud, parser, say
 from tools.bench.wire import TimedLog
-from tools.simenv import SimEnv
+from tools.harness.env import SimEnv
 
 # a real Air724 on a real network: TCP/TLS connect ~1.4 s, an HTTPS request 0.5-1 s,
 # CONNACK/SUBACK one round trip, the bearer a fraction of a second, ~10 ms per reply

@@ -180,10 +180,10 @@ import time  # noqa: E402
 
 from firmware.at import RXBUF  # noqa: E402
 from tools.bench.common import figures, firmware_and_cloud, parser, say  # noqa: E402
-from tools.build import build_romfs  # noqa: E402
+from tools.harness.build import build_romfs  # noqa: E402
 from tools.cloud.console import client as console_client  # noqa: E402
 from tools.proc import ROOT, micropython_bin  # noqa: E402
-from tools.simenv import SimEnv  # noqa: E402
+from tools.harness.env import SimEnv  # noqa: E402
 
 BAD = ("MemoryError", "Traceback")
 MB = "MEM "
@@ -191,7 +191,7 @@ MB = "MEM "
 
 def run_once(cloud, mpy_dir, heap_k, flow, n, interval, extra=None, romfs=None):
     """(passed, why, seconds). extra: config.json fields on top of the defaults; romfs: run
-    from this ROMFS image of mpy_dir instead (tools/simenv.py ROMFS_BOOT)."""
+    from this ROMFS image of mpy_dir instead (tools/harness/env.py ROMFS_BOOT)."""
     t0 = time.monotonic()
     cfg = {"interval": interval, "qos": 1, "stats_interval": 0}
     cfg.update(extra or {})

@@ -147,7 +147,7 @@ import time  # noqa: E402
 
 from tools.bench.common import figures, parser, say  # noqa: E402
 from tools.proc import ROOT, micropython_bin  # noqa: E402
-from tools.simenv import SimEnv  # noqa: E402
+from tools.harness.env import SimEnv  # noqa: E402
 
 
 class TimedLog(list):

@@ -1,6 +1,6 @@
 """The simulated world for end-to-end runs: the local cloud, a virtual Air724 module, and
 the real firmware (main.py) under the `micropython` interpreter, in a work directory that
-plays the board's flash (config.json lives there). Used by `make sim` (tools/sim.py), the
+plays the board's flash (config.json lives there). Used by `make sim` (demo.py), the
 end-to-end tests, the soak and the benchmarks.
 
     with SimEnv(flow="http") as env:          # cloud + module up, firmware running
@@ -11,19 +11,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from tools.cloud.api import LocalCloud  # noqa: E402
-from tools.proc import micropython_bin  # noqa: E402
-from tools.proc import stop as stop_process  # noqa: E402
-from tools.vmodule import VirtualModule  # noqa: E402
+from tools.cloud.api import LocalCloud
+from tools.proc import ROOT, micropython_bin
+from tools.proc import stop as stop_process
+from tools.vmodule import VirtualModule
 
 DEMO = {"productKey": "a1DemoPk001", "deviceName": "demo-device-1", "deviceSecret": "DemoDeviceSecret0000000000000001"}
 

@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Soak: the real firmware (main.py under `micropython`) against the virtual Air724 and the
 local cloud, with randomised faults, until N telemetry messages went through (issue #6).
 
-    .venv/bin/python tools/soak.py --messages 10000 --seed 1 --interval 0.03
+    .venv/bin/python -m tools.harness.soak --messages 10000 --seed 1 --interval 0.03
 
 What it does, in a loop until the cloud holds seq >= N and every fault kind was injected
 at least --min-each times: wait a random gap (the firmware keeps publishing QoS 1
@@ -31,11 +30,7 @@ import sys
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from tools.simenv import SimEnv  # noqa: E402
+from tools.harness.env import SimEnv
 
 FAULTS = ("closed", "pdp_loss", "reboot", "power_cycle", "garbage", "drop_bytes", "mute",
           "slow", "sim_removed", "broker_restart", "broker_crash", "kick")

@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """A virtual MicroPython board for mpremote: the unix port (`micropython -i`) behind a raw
 pseudo-terminal made by socat. The interpreter's working directory plays the board's flash.
 
-    python tools/vboard.py [--flash DIR]        # prints the tty, runs until Ctrl-C
+    python -m tools.harness.vboard [--flash DIR]   # prints the tty, runs until Ctrl-C
     make deploy PORT=<tty> MPREMOTE_OPTS=resume  # then, in another shell
     .venv/bin/mpremote connect <tty> resume exec "import main"
 
@@ -19,12 +18,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # run as `python tools/vboard.py`
-    sys.path.insert(0, ROOT)
-
-from tools.proc import micropython_bin  # noqa: E402
-from tools.proc import stop as stop_process  # noqa: E402
+from tools.proc import ROOT, micropython_bin
+from tools.proc import stop as stop_process
 
 
 class VirtualBoard:

@@ -1,7 +1,7 @@
-#!/usr/bin/env python3
-"""`make sim`: the firmware end to end without a board, a SIM card or an Aliyun account.
+"""`make sim` (python -m tools.harness.demo): the firmware end to end without a board, a SIM
+card or an Aliyun account.
 
-Starts the local cloud (tools/cloud.py) and a virtual Air724 module (tools/vmodule.py),
+Starts the local cloud (tools/cloud/) and a virtual Air724 module (tools/sim/),
 runs the real main.py under the `micropython` interpreter against them for each flow
 ("mqtt" direct sign, then "http" token auth), names each step of the seed procedure as
 the module sees it, proves a round trip (an uplink seen at the cloud, a console downlink
@@ -12,18 +12,15 @@ with the failing step named. Nothing is left running.
 """
 import argparse
 import json
-import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from firmware.aliyun import Topics
+from tools.cloud.api import LocalCloud
+from tools.harness.env import SimEnv
 
-from firmware.aliyun import Topics  # noqa: E402
-from tools.simenv import SimEnv  # noqa: E402
-
-# (command prefix, step name) in the order of the seed walkthrough (../shared/seeds/)
+# (command prefix, step name) in the order of the seed walkthrough (the Chinese guide the
+# project started from: autobaud, attach, HTTP auth, MQTT, application data)
 STEPS = [
     ("AT+CGMR", "1. autobaud (AT until OK), echo off, firmware version >= V409"),
     ("AT+CPIN?", "   SIM ready, signal"),
@@ -145,8 +142,6 @@ def main():
     ap.add_argument("-v", "--verbose", action="store_true", help="show the firmware's log live")
     args = ap.parse_args()
     flows = ("mqtt", "http") if args.flow == "both" else (args.flow,)
-    from tools.cloud.api import LocalCloud
-
     print("local cloud: auth endpoint + MQTT broker on 127.0.0.1 (demo device a1DemoPk001/demo-device-1)")
     results = []
     with LocalCloud.demo() as cloud:

@@ -4,9 +4,8 @@ tools/deploy.py compiles for a real board itself (board-specific mpy-cross optio
 import os
 import subprocess
 
-from tools.proc import which
+from tools.proc import ROOT, which
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FW_FILES = ["boot.py", "main.py"]
 
 
