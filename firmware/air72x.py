@@ -17,8 +17,8 @@ MIN_VERSION = const(409)  # Aliyun's MQTT needs module firmware V409 or later
 MPUBEX_VERSION = const(907)  # AT+MPUBEX exists from V907 on
 MPUB_MAX = const(2348)  # longest quoted AT+MPUB message after escaping (manual, from V301826)
 PAYLOAD_MAX = const(4100)  # longest payload AT+MPUBEX takes (1..4100 in the manual)
-MSUB_MAX = const(10240)  # longest downlink payload a module delivers (+MSUB count)
-HTTPREAD_MAX = const(10240)  # longest HTTP answer read back (+HTTPREAD count)
+MSUB_MAX = const(4100)  # longest downlink a module delivers (+MSUB count; 1360 on Air724, 4100 EC618)
+HTTPREAD_MAX = const(4100)  # longest HTTP answer read back (+HTTPREAD count; a 4 KB buffer)
 TOPIC_MAX = const(128)  # longest topic (the official Aliyun device SDKs' limit)
 _AT_TRIES = const(20)  # autobaud: upper-case AT this many times before giving up
 _AT_MS = const(300)
@@ -36,7 +36,8 @@ _MODULE_LOST = (b"RDY", b"+CPIN: SIM REMOVED", b"+CPIN: NOT INSERTED")
 _LINK_LOST = _MODULE_LOST + (b"CLOSED", b"+PDP: DEACT", b"+PDP DEACT", b"+CGEV: NW PDN DEACT", b"+SAPBR 1: DEACT")
 # Boot and network chatter that real modules print unasked: known, and nobody's answer
 _CHATTER = (b"^boot", b"+E_UTRAN", b"+NITZ", b"^MODE", b"SMS Ready", b"Call Ready", b"+CTZV",
-            b"+CREG", b"+CEREG", b"+CGREG", b"+CSCON", b"^SIMST", b"+ZCONSTAT", b"+NO Service")
+            b"+CREG", b"+CEREG", b"+CGREG", b"+CSCON", b"^SIMST", b"+ZCONSTAT", b"+NO Service",
+            b"^CARDMODE", b"+QIND", b"+UPGRADEIND")
 
 def topic_name(topic, wild=False):
     """A topic the module and the platform take, as str; '+' and '#' only when `wild`
