@@ -1,9 +1,10 @@
 # A TCP connection used as a UART: the virtual module (tools/vmodule.py) or ser2net, for
 # CPython and the MicroPython unix port. Same contract as machine.UART (firmware/uart.py):
 # reads never block and return None when nothing has arrived.
+from firmware.port import const
 
-
-_CONNECT_S = 5  # a host that drops the SYN is reported after this, not after minutes
+_CONNECT_S = const(5)  # a host that drops the SYN is reported after this, not after minutes
+_RECONNECT_MS = const(1000)  # after the other end went away: connect again at most this often
 
 
 def open_socket(url):
@@ -28,7 +29,7 @@ def open_socket(url):
         try:
             sock.settimeout(_CONNECT_S)
             sock.connect(addr)
-            return SocketUART(sock)
+            return SocketUART(sock, addr)
         except OSError as e:
             sock.close()
             n = reason(e)
@@ -45,24 +46,60 @@ def _again(e):
 
 
 class SocketUART:
-    """A TCP connection used as a UART (CPython and the MicroPython unix port)."""
+    """A TCP connection used as a UART (CPython and the MicroPython unix port). When the
+    other end goes away (the virtual module or ser2net restarted), the call that notices
+    raises OSError (the link recovers as from a dead UART, with its backoff) and a later
+    call connects again, at most once every _RECONNECT_MS."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, addr=None):
+        self._addr = addr  # where to connect again; None: never
+        self._tried = None
+        self._use(sock)
+
+    def _use(self, sock):
+        sock.setblocking(False)
         self._sock = sock
-        self._sock.setblocking(False)
-        self._recv_into = getattr(self._sock, "recv_into", None) or self._sock.readinto
+        self._recv_into = getattr(sock, "recv_into", None) or sock.readinto
         self._poll = None
         self._rpoll = None
 
+    def _lost(self, why):
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        raise OSError("UART socket: %s" % why)
+
+    def _connected(self):
+        if self._sock is not None:
+            return self._sock
+        from firmware.port import ticks_diff, ticks_ms
+
+        now = ticks_ms()
+        if self._addr is None or (self._tried is not None and ticks_diff(now, self._tried) < _RECONNECT_MS):
+            raise OSError("UART socket: closed by the module side (connecting again)")
+        self._tried = now
+        import socket  # pyright: ignore[reportMissingImports]
+
+        sock = socket.socket()
+        try:
+            sock.settimeout(_CONNECT_S)
+            sock.connect(self._addr)
+        except OSError:
+            sock.close()
+            raise
+        self._use(sock)
+        return sock
+
     def readinto(self, buf, nbytes=None):
+        self._connected()
         try:
             n = self._recv_into(buf if nbytes is None else memoryview(buf)[:nbytes])
         except OSError as e:
             if _again(e):
                 return None
-            raise
-        if n == 0:
-            raise OSError("UART socket closed by the module side")
+            n = e
+        if n == 0 or isinstance(n, OSError):
+            self._lost("closed by the module side" if n == 0 else _reason(n))
         return n or None
 
     def read(self, nbytes=256):
@@ -71,14 +108,15 @@ class SocketUART:
         return bytes(buf[:n]) if n else None
 
     def write(self, data):
+        sock = self._connected()
         mv = memoryview(data)
         sent = 0
         while sent < len(mv):
             try:
-                n = self._sock.send(mv[sent:])
+                n = sock.send(mv[sent:])
             except OSError as e:
                 if not _again(e):
-                    raise
+                    self._lost(_reason(e))
                 n = 0
             if n:
                 sent += n
@@ -96,6 +134,8 @@ class SocketUART:
 
     def wait(self, ms):
         """Block until input arrives or `ms` pass (the AT engine's idle wait)."""
+        if self._sock is None:  # lost: the next read connects again (or says why not)
+            return [1]
         if self._rpoll is None:
             import select
 
@@ -107,4 +147,13 @@ class SocketUART:
         return 1 if self.wait(0) else 0
 
     def close(self):
-        self._sock.close()
+        self._addr = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def _reason(e):
+    from firmware.uart import reason
+
+    return reason(e)

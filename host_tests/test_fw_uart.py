@@ -123,3 +123,26 @@ def test_a_serial_device_without_pyserial_is_one_error_not_retried():
             else:
                 sys.modules["serial"] = saved
     assert e.field == "uart.url" and e.retry is False and "pyserial" in str(e)
+
+
+def test_a_socket_uart_connects_again_after_the_other_end_went_away():
+    s, port = bound_port()
+    s.listen(2)
+    u = conn = None
+    try:
+        u = open_uart({"url": "socket://127.0.0.1:%d" % port})
+        conn = s.accept()[0]
+        conn.close()  # the virtual module restarts
+        buf = bytearray(8)
+        e = raises(OSError, lambda: [u.wait(100) and u.readinto(buf) for _ in range(50)])
+        assert "closed by the module side" in str(e)
+        u.write(b"AT\r")  # the next call connects again
+        conn = s.accept()[0]
+        got = b""
+        while len(got) < 3:
+            got += conn.recv(16)
+        assert got == b"AT\r"
+    finally:
+        for x in (u, conn, s):
+            if x is not None:
+                x.close()
