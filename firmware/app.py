@@ -231,7 +231,9 @@ def main(path=None):
     app = None
     try:
         cfg = load_config(path)
-        app = start(cfg) if cfg is not None else None
+        if cfg is None:
+            return None
+        app = start(cfg)
         if app is None:
             return None
         log.info(_TAG, "device %s/%s, auth %s, %s", cfg["product_key"], cfg["device_name"], cfg["auth"], "TLS" if cfg["tls"] else "TCP")

@@ -178,8 +178,8 @@ def _check(cfg, path):
     for k, v in DEFAULTS.items():
         if k not in cfg:
             cfg[k] = dict(v) if isinstance(v, dict) else v
-    pk = _text(cfg, path, "product_key", 1, _AT_FIELD, "", "letters and digits, as the console shows it", True)
-    dn = _text(cfg, path, "device_name", 4, 32, "-_@.:", "Aliyun's DeviceName: 4..32 letters, digits and -_@.:", True)
+    pk = _text(cfg, path, "product_key", 1, _AT_FIELD, "", "letters and digits, as the console shows it", True) or ""
+    dn = _text(cfg, path, "device_name", 4, 32, "-_@.:", "Aliyun's DeviceName: 4..32 letters, digits and -_@.:", True) or ""
     if len(dn) + 1 + len(pk) > _AT_FIELD:
         _fail(path, "product_key", "the MQTT username device_name&product_key would be %d bytes, over the module's "
               "%d-byte AT+MCONFIG field" % (len(dn) + 1 + len(pk), _AT_FIELD))
@@ -193,7 +193,7 @@ def _check(cfg, path):
     _text(cfg, path, "client_id", 1, 64, None, "Aliyun's clientId: 1..64 printable ASCII characters")
     if "|" in (cfg["client_id"] or ""):
         _fail(path, "client_id", "%s holds '|', which ends the clientId's id part" % _show(cfg["client_id"]))
-    r = _text(cfg, path, "region", 2, 32, "-", "a region such as cn-shanghai", True)
+    r = _text(cfg, path, "region", 2, 32, "-", "a region such as cn-shanghai", True) or ""
     if r != r.lower() or not r[0].isalpha():
         _fail(path, "region", "%s is not a region such as cn-shanghai (lower case)" % _show(r))
     _host(cfg, path, "mqtt_host")
@@ -346,7 +346,7 @@ def _strict(text, cfg, path):
 
 def load(path=PATH):
     text = _read(path)
-    why = None
+    cfg = why = None
     try:
         cfg = json.loads(text)
     except ValueError as e:  # CPython says where ("line 3 column 5"); MicroPython does not

@@ -19,25 +19,23 @@ def open_socket(url):
         raise UARTError("uart.url", "%s needs a network stack, which this board lacks: give the UART's "
                         "pins (\"id\", \"tx\", \"rx\") instead of a URL" % url)
     host, _, port = url[9:].rpartition(":")
-    why = None
     try:
         addr = socket.getaddrinfo(host, int(port))[0][-1]
     except OSError as e:
-        why = "cannot resolve host %s (%s): check the name" % (host, reason(e))
-    if why is None:
-        sock = socket.socket()
-        try:
-            sock.settimeout(_CONNECT_S)
-            sock.connect(addr)
-            return SocketUART(sock, addr)
-        except OSError as e:
-            sock.close()
-            n = reason(e)
-            if n == "ECONNREFUSED":
-                why = ("nothing listens at %s (ECONNREFUSED): start the virtual module there "
-                       "(python3 tools/vmodule.py --port %s) or ser2net, or fix host and port" % (url, port))
-            else:
-                why = "cannot connect to %s (%s): is the host up and the port open?" % (url, n)
+        raise UARTError("uart.url", "cannot resolve host %s (%s): check the name" % (host, reason(e)), retry=True)
+    sock = socket.socket()
+    try:
+        sock.settimeout(_CONNECT_S)
+        sock.connect(addr)
+        return SocketUART(sock, addr)
+    except OSError as e:
+        sock.close()
+        why = reason(e)
+    if why == "ECONNREFUSED":
+        why = ("nothing listens at %s (ECONNREFUSED): start the virtual module there "
+               "(python3 tools/vmodule.py --port %s) or ser2net, or fix host and port" % (url, port))
+    else:
+        why = "cannot connect to %s (%s): is the host up and the port open?" % (url, why)
     raise UARTError("uart.url", why, retry=True)
 
 
