@@ -13,8 +13,20 @@ from firmware.errors import ATAbort, ATError, ATTimeout, ModemError
 from firmware.port import const, ticks_add, ticks_diff
 
 _TAG = "air72x"
-MIN_VERSION = const(409)  # Aliyun's MQTT needs module firmware V409 or later
-MPUBEX_VERSION = const(907)  # AT+MPUBEX exists from V907 on
+# Module families: what differs between the Air72x generation and the Air780 series, as
+# (what the version string holds, family, MQTT from version, AT+MPUBEX from version, SSL
+# context of MQTT, of HTTP; 0: no verified TLS through AT+SSLCFG). Version numbers count
+# per family (Air724UG V4018xx, Air780E V11xx, Air780EP V10xx), so the thresholds are too.
+# Sources and the limits they give: docs/modules.md.
+FAMILIES = (
+    ("_Air72", "Air72x", 409, 907, 0, 0),
+    ("_720U", "Air72x", 409, 907, 0, 0),
+    ("_780E", "Air780", 0, 0, 88, 153),  # Air780E, EP, EG, EPV: the EC618 AT firmware
+)
+UNKNOWN = ("", "unknown", 0, 1 << 30, 0, 0)  # the conservative set: no MPUBEX, no TLS check
+MIN_VERSION = const(409)  # Air72x: Aliyun's MQTT needs module firmware V409 or later
+MPUBEX_VERSION = const(907)  # Air72x: AT+MPUBEX exists from V907 on
+CA_FILE = "aliyun-ca.crt"  # the CA's name in the module's file system
 MPUB_MAX = const(2348)  # longest quoted AT+MPUB message after escaping (manual, from V301826)
 PAYLOAD_MAX = const(4100)  # longest payload AT+MPUBEX takes (1..4100 in the manual)
 MSUB_MAX = const(4100)  # longest downlink a module delivers (+MSUB count; 1360 on Air724, 4100 EC618)
@@ -66,6 +78,14 @@ def qos_level(qos):
     return qos
 
 
+def family(version):
+    """The FAMILIES row of a version string (UNKNOWN when none matches)."""
+    for row in FAMILIES:
+        if row[0] in (version or ""):
+            return row
+    return UNKNOWN
+
+
 def _version_number(version):
     i = version.find("_V")
     j = i + 2
@@ -95,6 +115,8 @@ class Air72x:
         self.on_event = None  # handler(name: str, detail: str)
         self.version = None
         self.version_number = None
+        self._warned = None  # the unknown module already named in the log
+        self.ca_loaded = None  # the name of the CA the module holds since its last boot
         self.mqtt_connected = False
         self.bearer_up = False
         self._sim_lost = False
@@ -150,13 +172,23 @@ class Air72x:
                 break
         version = text((line or b"").strip().strip(b'"')[:64])
         self.version = version
-        self.version_number = _version_number(version)
-        if self.version_number is None or self.version_number < MIN_VERSION:
+        self.version_number = number = _version_number(version)
+        row = family(version)
+        if row is UNKNOWN:
+            if self._warned != version:
+                self._warned = version
+                log.warn(_TAG, "unknown module %s: using the conservative set (no AT+MPUBEX, "
+                               "no TLS verification)", log.safe(version, 64))
+        elif number is None or number < row[2]:
             raise ModemError(
-                "module firmware %s is older than V%d: Aliyun needs V%d or later, upgrade it "
-                "with Luatools" % (log.safe(version, 64), MIN_VERSION, MIN_VERSION), "version"
+                "module firmware %s is older than V%d: Aliyun needs V%d or later on %s modules, "
+                "upgrade it with Luatools" % (log.safe(version, 64), row[2], row[2], row[1]), "version"
             )
         return version
+
+    def family(self):
+        """This module's FAMILIES row (from the version check_version() read)."""
+        return family(self.version)
 
     def check_sim(self):
         """+CPIN: READY, or a "sim" ModemError. A SIM that is busy right after boot (+CME ERROR: 14,
@@ -245,6 +277,29 @@ class Air72x:
         from firmware.http import post  # loaded only by the flows that use HTTP
 
         return post(self, url, body, content_type)
+
+    # ------------------------------------------------------------------ TLS
+    def load_ca(self, name, pem):
+        """Give the module the CA that its MQTT and HTTP TLS links verify the server with
+        (AT+FSWRITE into its file system, AT+SSLCFG "cacert" and "seclevel" 1 on both SSL
+        contexts), once per module boot. False: this family has no such commands (the
+        Air72x AT firmware, an unknown module): the caller says so once and goes on."""
+        row = self.family()
+        if not row[4]:
+            return False
+        at = self.at
+        try:
+            at.cmd('AT+FSDEL="%s"' % CA_FILE)  # a longer old file would leave its tail
+        except ATError:
+            pass  # there was none
+        at.cmd('AT+FSCREATE="%s"' % CA_FILE)
+        at.cmd('AT+FSWRITE="%s",0,%d,10' % (CA_FILE, len(pem)), data=pem, timeout=15000)
+        for ctx in (row[4], row[5]):
+            at.cmd('AT+SSLCFG="cacert",%d,"%s"' % (ctx, CA_FILE))
+            at.cmd('AT+SSLCFG="seclevel",%d,1' % ctx)
+        self.ca_loaded = name
+        log.info(_TAG, "TLS: the module verifies servers against %s (%d bytes)", name, len(pem))
+        return True
 
     # ------------------------------------------------------------------ MQTT
     def mqtt_connect(self, client_id, username, password, host, port, tls=True, keepalive=300, clean=True):
@@ -346,11 +401,12 @@ class Air72x:
             self._mqtt(cmd, then, label="AT+MPUB")
         else:
             body = None
-            if (self.version_number or 0) < MPUBEX_VERSION:
+            since = self.family()[3]
+            if (self.version_number or 0) < since:
                 raise ValueError(
                     "payload: %d bytes of binary data or control characters, or too long once "
-                    "escaped for AT+MPUB, needs AT+MPUBEX (module firmware V%d or later), this "
-                    "module is %s" % (n, MPUBEX_VERSION, self.version)
+                    "escaped for AT+MPUB, needs AT+MPUBEX (%s), this module is %s"
+                    % (n, "module firmware V%d or later" % since if since < 1 << 30 else "a known module", log.safe(self.version, 64))
                 )
             cmd = 'AT+MPUBEX="%s",%d,0,%d' % (topic, qos, n)
             self._mqtt(cmd, then, data=payload, label="AT+MPUBEX")
@@ -452,6 +508,7 @@ class Air72x:
     def _on_rdy(self, line, payload):
         self.mqtt_connected = False
         self.bearer_up = False
+        self.ca_loaded = None  # a restarted module forgets its SSL settings
         self._event("reboot", line)
 
     def _on_cpin(self, line, payload):

@@ -109,6 +109,7 @@ class Link:
         # connect of a run closes it, and so does any connect with other credentials
         self._dirty = True
         self._creds = None
+        self._unverified = False  # said once: this module cannot verify TLS servers
         self._inflight = False  # a QoS 1 publish is waiting for its PUBACK
         self._last_rx = now
         self._up_since = now
@@ -263,6 +264,8 @@ class Link:
             cid, user, password, host, port = aliyun.token_credentials(self.cfg, self._token[:4])
         else:
             cid, user, password, host, port = aliyun.credentials(m, self.cfg)
+        if self.cfg["tls"]:
+            self._verify(m)
         creds = (cid, user, host, port)  # the password changes with every sign's timestamp
         if self._dirty or creds != self._creds:
             m.mqtt_disconnect()  # whatever the module still holds from before
@@ -274,6 +277,24 @@ class Link:
             m.mqtt_subscribe(topic, qos)
         self._dirty = False
         self._goto(UP)
+
+    def _verify(self, m):
+        """TLS that checks the server: the CA goes to the module once per module boot; a
+        module that cannot verify is said once, and the link goes on unverified."""
+        if not self.cfg.get("tls_verify", True):
+            return
+        path = self.cfg.get("ca") or aliyun.CA_PATH
+        if m.ca_loaded == path:
+            return
+        if not m.family()[4]:
+            if not self._unverified:
+                self._unverified = True
+                log.warn(_TAG, "module %s cannot verify the server's certificate (no AT+SSLCFG): "
+                               "TLS is encrypted but unverified", log.safe(m.version, 64))
+            return
+        with open(path, "rb") as f:  # checked at load (config.py): it exists and is PEM
+            pem = f.read()
+        m.load_ca(path, pem)
 
     def _up(self):
         m = self.modem

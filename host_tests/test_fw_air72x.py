@@ -147,10 +147,36 @@ def test_old_firmware_is_a_version_error_naming_it():
     assert "AirM2M_Air72xUy_V300_LTE_AT" in str(raises_kind("version", m.check_version))
 
 
-def test_unreadable_version_is_a_version_error():
-    uart, m = modem([(b"AT+CGMR\r", lines(b'+CGMR: "SOMETHING_ELSE"') + OK)])
-    e = raises_kind("version", m.check_version)
-    assert "SOMETHING_ELSE" in str(e)
+def test_an_unknown_module_works_with_the_conservative_set_and_says_so_once():
+    cap = capture_log()
+    try:
+        script = [(b"AT+CGMR\r", lines(b'+CGMR: "SOMETHING_ELSE"') + OK)] * 2
+        uart, m = modem(script)
+        assert m.check_version() == "SOMETHING_ELSE" and m.check_version() == "SOMETHING_ELSE"
+        assert m.family()[1] == "unknown"
+        assert cap.text().count("unknown module") == 1
+    finally:
+        release_log()
+    m.mqtt_connected = True
+    e = raises(ValueError, m.mqtt_publish, UP, b"\x00binary")  # no AT+MPUBEX on an unknown module
+    assert "MPUBEX" in str(e)
+
+
+def test_families_are_told_apart_by_their_version_strings():
+    for version, name, mpubex in (
+        (b"AirM2M_Air724UG_V401853_LTE_AT", "Air72x", True),
+        (b"AirM2M_720U_V401875_LTE_AT", "Air72x", True),
+        (b"AirM2M_780E_V1161_LTE_AT", "Air780", True),
+        (b"AirM2M_780EP_V1007_LTE_AT", "Air780", True),
+        (b"AirM2M_780EG_V1174_LTE_AT", "Air780", True),
+        (b"AirM2M_Air724UG_V409_LTE_AT", "Air72x", False),
+    ):
+        uart, m = modem([(b"AT+CGMR\r", lines(b'+CGMR: "' + version + b'"') + OK)])
+        m.check_version()
+        assert m.family()[1] == name, version
+        m.mqtt_connected = True
+        if not mpubex:
+            raises(ValueError, m.mqtt_publish, UP, b"\x00")
 
 
 def test_start_stops_at_old_firmware():

@@ -59,6 +59,8 @@ class FakeModem:
         return [c[0] for c in self.calls]
 
     check_publish = Air72x.check_publish  # the real door: what the app hands in is checked
+    family = Air72x.family  # from the version string, as the driver does
+    ca_loaded = None
 
     def ready(self, tries=20, flow=False):  # as Air72x.ready, through the fake's own steps
         self.autobaud(tries)
