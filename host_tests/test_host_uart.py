@@ -107,7 +107,10 @@ def test_serial_device_missing_is_retried_and_rts_cts_reach_pyserial():
 
 
 def test_host_py_exit_statuses(tmp_path, capsys):
+    from firmware import app
     from tools import host
+
+    app.current = None  # diag (--at) prefers a running App's modem: an earlier test's must not count
 
     path = str(tmp_path / "config.json")
     write_config(tmp_path, {"uart": {"id": 1, "tx": 17, "rx": 16}})
