@@ -283,15 +283,22 @@ def _check_url(url, path):
 
 def _read(path):
     """The file's text, or a ConfigError that shows none of it."""
+    import os
+
+    raw = size = None
     try:
-        with open(path, "rb") as f:
-            raw = f.read(_MAX_BYTES + 1)
+        size = os.stat(path)[6]  # checked before the file is read into RAM
+        if size <= _MAX_BYTES:
+            with open(path, "rb") as f:
+                raw = f.read()
     except OSError:
-        raw = None
-    if raw is None:
+        pass
+    if size is None:
         raise ConfigError("%s: not found: copy config.example.json to %s and fill in your device" % (path, path))
-    if len(raw) > _MAX_BYTES:
+    if size > _MAX_BYTES:
         raise ConfigError("%s: larger than %d bytes: not a config file (one is about 1 KB)" % (path, _MAX_BYTES))
+    if raw is None:
+        raise ConfigError("%s: cannot be read (a directory? its permissions?)" % path)
     try:
         text = raw.decode()
     except UnicodeError:  # its repr would hold every byte of the file
