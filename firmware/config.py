@@ -131,6 +131,8 @@ def _one_of(cfg, path, field, choices):
 
 
 def _host(cfg, path, field):
+    # 253: DNS's limit, which also keeps https://{auth_host}/auth/register/device inside the
+    # 500 characters of AT+HTTPPARA="URL" and AT+MIPSTART's host inside its quotes
     v = _text(cfg, path, field, 1, 253, "-.", "a host name: letters, digits, '-' and '.'")
     if v is not None and (v[0] in "-." or v[-1] in "-." or ".." in v):
         _fail(path, field, "%s is not a host name" % _show(v))
