@@ -1,4 +1,4 @@
-# The virtual Air724UG (tools/vmodule.py), driven like a UART over a raw TCP socket with exact
+# The virtual Air724UG (tools/sim/), driven like a UART over a raw TCP socket with exact
 # byte expectations. MQTT and HTTP go to the local Aliyun (tools/cloud/, LocalCloud), which
 # checks the real sign rules; a tiny HTTP echo server shows exactly what the module sent.
 import hashlib
@@ -16,13 +16,8 @@ import time
 import pytest
 
 from tools.cloud.api import LocalCloud
-from tools.vmodule import (
-    ParamError,
-    VirtualModule,
-    decode_escapes,
-    encode_escapes,
-    parse_params,
-)
+from tools.sim import VirtualModule
+from tools.sim.dialect import ParamError, decode_escapes, encode_escapes, parse_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PK, DN, DS = "a1mxL3s6Z7m", "866714043075174", "y7MTCG6Gk33Ux26bbWSpANI4Oal0bg5Q"
@@ -660,9 +655,8 @@ def test_baud_pacing(make_vm):
 
 
 def test_cli_prints_url_and_runs_until_killed():
-    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "vmodule.py"),
-                          "--port", "0", "--version", "V401853"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    p = subprocess.Popen([sys.executable, "-m", "tools.sim", "--port", "0", "--version", "V401853"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     try:
         url = p.stdout.readline().decode().strip()
         m = re.fullmatch(r"socket://127\.0\.0\.1:(\d+)", url)

@@ -19,6 +19,17 @@ def micropython_bin():
     return which("micropython")
 
 
+class Started:
+    """`with X(...) as x:` for what the tools start and stop (the cloud, the virtual module,
+    the simulated world, the virtual board): x = start(), and stop() however the block ends."""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 def stop(proc, grace_s=10):
     """SIGTERM, up to grace_s for it to exit, then SIGKILL. Returns the exit status."""
     if proc.poll() is None:

@@ -1,5 +1,5 @@
 """What the host side of every benchmark shares: its command line (the file's docstring as
-help, --json, --quick), a line printed at once, the compiled firmware with the demo cloud,
+help, --json, --quick, its own options from a table), a line printed at once, the compiled firmware with the demo cloud,
 and the figures written to --json however the run ends."""
 import argparse
 import contextlib
@@ -15,12 +15,15 @@ def say(*a):
     print(*a, flush=True)
 
 
-def parser(doc, quick):
+def parser(doc, quick, **defaults):
     """The benchmark's argument parser: its docstring as help, --json FILE, --quick (`quick`
-    says what it cuts)."""
+    says what it cuts), and one --option per keyword (puback_delay=0.05: --puback-delay,
+    a float)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", help="write the figures to this file")
     ap.add_argument("--quick", action="store_true", help=quick)
+    for name, default in defaults.items():
+        ap.add_argument("--" + name.replace("_", "-"), type=type(default), default=default)
     return ap
 
 

@@ -102,9 +102,7 @@ def findings(res):
 
 
 def main(argv=None):
-    ap = parser(__doc__, "one run per flow")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--flows", default="mqtt,http")
+    ap = parser(__doc__, "one run per flow", runs=3, flows="mqtt,http")
     a = ap.parse_args(argv)
     if a.quick:
         a.runs = 1

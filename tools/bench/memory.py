@@ -538,13 +538,7 @@ def tried_text(tried):
 
 
 def main(argv=None):
-    ap = parser(__doc__, "200 messages")
-    ap.add_argument("--messages", type=int, default=1000)
-    ap.add_argument("--interval", type=float, default=0.01)
-    ap.add_argument("--lo", type=int, default=16)
-    ap.add_argument("--hi", type=int, default=256)
-    ap.add_argument("--step", type=int, default=4)
-    ap.add_argument("--flows", default="mqtt,http")
+    ap = parser(__doc__, "200 messages", messages=1000, interval=0.01, lo=16, hi=256, step=4, flows="mqtt,http")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--no-lean", action="store_true", help="skip the floor without NTP")
     ap.add_argument("--no-romfs", action="store_true", help="skip the floor with the firmware in a ROMFS image")

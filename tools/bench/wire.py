@@ -229,12 +229,7 @@ class Driver:
 
 
 def main(argv=None):
-    ap = parser(__doc__, "fewer messages and runs")
-    ap.add_argument("--baud", type=int, default=115200)
-    ap.add_argument("--puback-delay", type=float, default=0.05)
-    ap.add_argument("--n0", type=int, default=200)
-    ap.add_argument("--n1", type=int, default=100)
-    ap.add_argument("--runs", type=int, default=3)
+    ap = parser(__doc__, "fewer messages and runs", baud=115200, puback_delay=0.05, n0=200, n1=100, runs=3)
     a = ap.parse_args(argv)
     if a.quick:
         a.n0, a.n1, a.runs = 100, 40, 2

@@ -27,6 +27,7 @@ import threading
 import time
 
 from tools.cloud import console, registry
+from tools.proc import Started
 from tools.proc import stop as stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,7 +49,7 @@ def _info(key, doc):
     return property(lambda self: self.info[key], doc=doc)
 
 
-class LocalCloud:
+class LocalCloud(Started):
     """Starts the cloud process on 127.0.0.1 free ports and talks to it.
 
     devices: [{"productKey", "deviceName", "deviceSecret"}]; products: [{"productKey",
@@ -146,12 +147,6 @@ class LocalCloud:
         if self._own_dir and self.state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
             self.state_dir, self._own_dir = None, False
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def log_text(self):
         try:

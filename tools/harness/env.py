@@ -16,9 +16,9 @@ import threading
 import time
 
 from tools.cloud.api import LocalCloud
-from tools.proc import ROOT, micropython_bin
+from tools.proc import ROOT, Started, micropython_bin
 from tools.proc import stop as stop_process
-from tools.vmodule import VirtualModule
+from tools.sim import VirtualModule
 
 DEMO = {"productKey": "a1DemoPk001", "deviceName": "demo-device-1", "deviceSecret": "DemoDeviceSecret0000000000000001"}
 
@@ -109,7 +109,7 @@ class Firmware:
         return stop_process(p, 5)
 
 
-class SimEnv:
+class SimEnv(Started):
     """Local cloud + virtual module + firmware. `cfg` overrides config.json fields,
     `vm` passes options to VirtualModule, `device` picks the triple (DEMO by default)."""
 
@@ -189,9 +189,3 @@ class SimEnv:
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

@@ -198,7 +198,7 @@ class Soak:
                     time.monotonic() - started, kind, "%d ms" % ms if ms is not None else "NEVER", top))
                 # a downlink while the link is up (after noise on the line has passed)
                 end = time.monotonic() + 10
-                while getattr(env.vm, "_drop", 0) and time.monotonic() < end:
+                while env.vm.drop and time.monotonic() < end:
                     time.sleep(0.02)
                 k += 1
                 marker = "dl-%d-%s" % (k, kind)

@@ -18,11 +18,11 @@ import sys
 import tempfile
 import time
 
-from tools.proc import ROOT, micropython_bin
+from tools.proc import ROOT, Started, micropython_bin
 from tools.proc import stop as stop_process
 
 
-class VirtualBoard:
+class VirtualBoard(Started):
     """`with VirtualBoard() as vb:` vb.port is the tty for mpremote, vb.flash the directory
     that holds the board's files."""
 
@@ -60,10 +60,11 @@ class VirtualBoard:
         )
         deadline = time.monotonic() + timeout
         while not os.path.exists(self.port):
-            if self.proc.poll() is not None:
+            rc = self.proc.poll()
+            if rc is not None:
                 err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
                 self.stop()
-                raise RuntimeError("socat exited (%s): %s" % (self.proc and self.proc.returncode, err.strip()))
+                raise RuntimeError("socat exited (%s): %s" % (rc, err.strip()))
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("no pseudo-terminal from socat within %.0f s" % timeout)
@@ -84,14 +85,9 @@ class VirtualBoard:
         return bool(self.proc) and self.proc.poll() is None and bool(self._children())
 
     def stop(self):
+        kids = self._children()
         p, self.proc = self.proc, None
         if p is not None:
-            kids = []
-            try:
-                with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                pass
             stop_process(p, 5)
             for pid in kids:  # the interpreter, if socat left it behind
                 try:
@@ -103,12 +99,6 @@ class VirtualBoard:
         if self._tmp:  # the pty link, and the flash unless the caller named one (kept)
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def main():

@@ -1,0 +1,188 @@
+"""The module's HTTP client: HTTPINIT / HTTPPARA / HTTPDATA / HTTPACTION / HTTPREAD /
+HTTPTERM, a real HTTP(S) request made in a helper thread and reported by the
+`+HTTPACTION: <method>,<status>,<length>` URC. Hosts under aliyuncs.com go to the local
+cloud's auth endpoint (auth_url, its path put in front); module statuses: 601 network
+error (no bearer, connection failed), 603 DNS error, 604 busy.
+"""
+import http.client
+import ssl
+import time
+from urllib.parse import urlsplit
+
+from tools.sim.core import Part
+from tools.sim.dialect import CME_NOT_ALLOWED, ERROR, OK, cme, decode_escapes, integer, lines, set_params
+from tools.sim.net import resolve, tls_context
+
+# HTTPPARA tags the module takes without doing anything with them here
+_IGNORED_TAGS = ("CID", "TIMEOUT", "REDIR", "BREAK", "BREAKEND", "PROIP", "PROPORT")
+
+
+class Http(Part):
+    """auth_url: the local auth endpoint (http://127.0.0.1:P[/base]) that *.aliyuncs.com
+    reaches; http_delay: seconds an action takes at least; http_timeout: the request's own."""
+
+    OPTIONS = {"auth_url": None, "http_delay": 0.0, "http_timeout": 20.0}
+    COMMANDS = {"+HTTPINIT": "init", "+HTTPTERM": "term", "+HTTPPARA": "para", "+HTTPDATA": "data",
+                "+HTTPACTION": "action", "+HTTPREAD": "read"}
+
+    def __init__(self, core, **options):
+        super().__init__(core, **options)
+        if self.auth_url:
+            self.auth_url = self.auth_url.rstrip("/")
+        self._http = None               # dict while HTTPINIT is active
+
+    def reset(self):
+        self._http = None
+
+    def network_lost(self):
+        http = self._http
+        if http and http["busy"]:
+            token = http["token"]
+            self.core.post(lambda: self._done(http, token, 1, 601, b""))
+
+    def init(self, kind, args):
+        if kind != "exec":
+            return ERROR
+        if self._http is not None:
+            return cme(CME_NOT_ALLOWED)
+        self._http = {"url": None, "headers": [], "data": b"", "busy": False, "token": None,
+                      "status": None, "body": None}
+        return OK
+
+    def term(self, kind, args):
+        if kind != "exec" or self._http is None:
+            return ERROR
+        self._http = None
+        return OK
+
+    def para(self, kind, args):
+        p = set_params(kind, args, 2)  # tag, value
+        if self._http is None:
+            return ERROR
+        tag, value = p[0][0].upper(), decode_escapes(p[1][0])
+        headers = self._http["headers"]
+        if tag == "URL":
+            if len(value) > self.core.personality.url_max or not value:
+                return ERROR
+            self._http["url"] = value
+        elif tag == "USER_DEFINED":
+            headers.extend(h for h in value.split("\r\n") if h)
+        elif tag == "CONTENT":
+            headers.append("Content-Type: " + value)
+        elif tag == "UA":
+            headers.append("User-Agent: " + value)
+        elif tag not in _IGNORED_TAGS:
+            return ERROR
+        return OK
+
+    def data(self, kind, args):
+        p = set_params(kind, args, 2)  # length, ms
+        if self._http is None:
+            return ERROR
+        n, ms = integer(p[0], 0, 319488), integer(p[1], 1000, 120000)
+        core = self.core
+        if not core.reply_pause():
+            return None
+        core.emit(lines("DOWNLOAD"))
+        data = core.read_data(n, ms / 1000.0)
+        if data is None:
+            return None if core.aborted else ERROR
+        self._http["data"] = data
+        return OK
+
+    def action(self, kind, args):
+        p = set_params(kind, args, 1)  # method
+        if self._http is None:
+            return ERROR
+        method = integer(p[0], 0, 2)
+        http = self._http
+        core = self.core
+        if not http["url"]:
+            return ERROR
+        if http["busy"]:
+            core.after(lambda: core.emit(lines("+HTTPACTION: %d,604,0" % method)))
+            return OK
+        http["busy"] = True
+        http["status"] = http["body"] = None
+        token = object()
+        http["token"] = token
+        if not core.net.bearer_open:
+            core.after(lambda: self._done(http, token, method, 601, b""))
+            return OK
+        req = (method, http["url"], list(http["headers"]), http["data"])
+        start = time.monotonic()
+        core.after(lambda: core.spawn(self._thread, "vmodule-http", http, token, req, start))
+        return OK
+
+    def _thread(self, http, token, req, start):
+        method, url, headers, data = req
+        status, body = request(method, url, headers, data, self.auth_url, self.http_timeout)
+        wait = max(0.0, self.http_delay - (time.monotonic() - start))
+        self.core.post(lambda: self._done(http, token, method, status, body), wait)
+
+    def _done(self, http, token, method, status, body):
+        if http is not self._http or http["token"] is not token:
+            return      # HTTPTERM or a restart came first
+        http["busy"] = False
+        if not self.core.net.bearer_open:
+            status, body = 601, b""
+        http["status"], http["body"] = status, body
+        self.core.emit(lines("+HTTPACTION: %d,%d,%d" % (method, status, len(body))))
+
+    def read(self, kind, args):
+        if self._http is None or self._http["body"] is None or kind not in ("exec", "set"):
+            return ERROR
+        body = self._http["body"]
+        if kind == "set":
+            p = set_params(kind, args, 2)  # start, size
+            start, size = integer(p[0]), integer(p[1], 1)
+            body = body[start:start + size]
+        return lines("+HTTPREAD: %d" % len(body)) + body + OK
+
+
+def request(method, url, headers, data, auth_url, timeout):
+    """Perform the module's HTTP request; returns (status, body)."""
+    try:
+        u = urlsplit(url)
+    except ValueError:
+        return 603, b""
+    if u.scheme not in ("http", "https") or not u.hostname:
+        return 603, b""
+    path = u.path or "/"
+    if u.query:
+        path += "?" + u.query
+    where = resolve(u.hostname)
+    if where == "cloud":
+        if not auth_url:
+            return 603, b""
+        base = urlsplit(auth_url)
+        scheme, thost, tport = base.scheme, base.hostname, base.port
+        path = base.path.rstrip("/") + path
+    elif where == "local":
+        scheme, thost, tport = u.scheme, "127.0.0.1", u.port
+    else:
+        return 603, b""
+    try:
+        if scheme == "https":
+            conn = http.client.HTTPSConnection(thost, tport, timeout=timeout, context=tls_context())
+        else:
+            conn = http.client.HTTPConnection(thost, tport, timeout=timeout)
+        try:
+            verb = ("GET", "POST", "HEAD")[method]
+            conn.putrequest(verb, path, skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", u.netloc)
+            names = set()
+            for h in headers:
+                name, _, value = h.partition(":")
+                names.add(name.strip().lower())
+                conn.putheader(name.strip(), value.strip())
+            if method == 1 and "content-length" not in names:
+                conn.putheader("Content-Length", str(len(data)))
+            conn.endheaders(data if method == 1 and data else None)
+            resp = conn.getresponse()
+            body = resp.read() if method != 2 else b""
+            return resp.status, body
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException, ssl.SSLError):
+        return 601, b""
