@@ -32,8 +32,7 @@ def open_socket(url):
         sock.close()
         why = reason(e)
     if why == "ECONNREFUSED":
-        why = ("nothing listens at %s (ECONNREFUSED): start the virtual module there "
-               "(python3 tools/vmodule.py --port %s) or ser2net, or fix host and port" % (url, port))
+        why = "nothing listens at %s (ECONNREFUSED): start the virtual module or ser2net there, or fix host and port" % url
     else:
         why = "cannot connect to %s (%s): is the host up and the port open?" % (url, why)
     raise UARTError("uart.url", why, retry=True)
