@@ -102,12 +102,12 @@ CONFIG        ?= config.json
 
 deploy: $(STAMP)
 	@test -n "$(PORT)" || { echo "usage: make deploy PORT=/dev/ttyUSB0 (or COM3, or a vboard tty)"; exit 2; }
-	$(BIN)/python tools/deploy.py --port "$(PORT)" --config "$(CONFIG)" --mpremote-opts "$(MPREMOTE_OPTS)" --mpy-cross-opts "$(MPY_CROSS_OPTS)" $(if $(NORESET),--no-reset)
+	$(BIN)/python -m tools.deploy --port "$(PORT)" --config "$(CONFIG)" --mpremote-opts "$(MPREMOTE_OPTS)" --mpy-cross-opts "$(MPY_CROSS_OPTS)" $(if $(NORESET),--no-reset)
 
 # package.json (mpremote mip install github:OWNER/REPO) lists every firmware/*.py: rerun
 # this after adding or removing a module (host_tests/test_deploy.py checks it).
 package:
-	$(PY_SYS) tools/deploy.py --package-json
+	$(PY_SYS) -m tools.deploy --package-json
 
 repl: $(STAMP)
 	@test -n "$(PORT)" || { echo "usage: make repl PORT=/dev/ttyUSB0"; exit 2; }

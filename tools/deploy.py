@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""`make deploy PORT=...`: put the firmware on a board with mpremote.
+"""`make deploy PORT=...` (python -m tools.deploy): put the firmware on a board with mpremote.
 
 1. ask the board which .mpy version it imports (sys.implementation._mpy) and refuse a
    mismatch with mpy-cross before anything is copied;
@@ -20,11 +19,7 @@ import shutil
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # run as `python tools/deploy.py`
-    sys.path.insert(0, ROOT)
-
-from tools.proc import which  # noqa: E402
+from tools.proc import ROOT, which
 
 OUT = os.path.join(ROOT, "build", "deploy")
 
@@ -116,7 +111,7 @@ def main(argv=None):
     if argv is None and sys.argv[1:] == ["--package-json"]:
         write_package_json()
         return 0
-    ap = argparse.ArgumentParser(description="Deploy the firmware to a board with mpremote "
+    ap = argparse.ArgumentParser(prog="python -m tools.deploy", description="Deploy the firmware to a board with mpremote "
                                              "(or: --package-json alone rewrites package.json).")
     ap.add_argument("--port", required=True, help="serial port (/dev/ttyUSB0, COM3) or a vboard tty")
     ap.add_argument("--config", default="config.json", help="config file copied as :config.json when present")
