@@ -2,9 +2,11 @@
 """Aliyun IoT credentials for one device, offline: replaces the online sign tools the
 seed walkthrough points to. Uses firmware/sign.py, the same code the board runs.
 
-    python3 tools/sign.py --product-key PK --device-name DN --device-secret DS \\
+    python3 -m tools.sign --product-key PK --device-name DN --device-secret DS \\
         [--client-id ID] [--method hmacsha1] [--timestamp MS] [--securemode 2|3] \\
         [--region cn-shanghai] [--json]
+
+(from the repository root; `python3 <repo>/tools/sign.py ...` works from anywhere)
 
 Prints the MQTT-direct triple (clientId, username, password), host and port, the exact
 AT+MCONFIG line, the /auth/devicename body with its byte length, and the seed's whole AT
@@ -18,10 +20,10 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
+if ROOT not in sys.path:  # run by its path from anywhere (a user's shell, test_sign_reference)
     sys.path.insert(0, ROOT)
 
-from firmware import auth, sign  # needs ROOT on sys.path (above)
+from firmware import auth, sign  # noqa: E402  (needs ROOT on sys.path, above)
 
 PORT = 1883
 KEEPALIVE = 300  # seconds; the platform accepts 30..1200
@@ -126,7 +128,7 @@ def render(info):
 
 
 def main(argv=None):
-    p = _Parser(prog="sign.py", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="tools.sign", description=__doc__.split("\n\n")[0])
     p.add_argument("--product-key", required=True, metavar="PK")
     p.add_argument("--device-name", required=True, metavar="DN")
     p.add_argument("--device-secret", metavar="DS", default=os.environ.get("ALIYUN_DEVICE_SECRET"),
