@@ -11,9 +11,6 @@ from firmware.sign import client_id
 
 _TAG = "aliyun"
 TOKEN_LIFE_S = 7 * 24 * 3600  # an iotToken lives 7 days
-# The CAs a module verifies the platform's TLS servers with: the Aliyun IoT Root CA and the
-# GlobalSign Root CA, the pair Aliyun's own Python device SDK pins for its brokers.
-CA_PATH = "firmware/aliyun-ca.pem"
 
 
 class Topics:

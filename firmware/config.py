@@ -37,6 +37,10 @@ DEFAULTS = {
     "sign_method": "hmacsha256",
     "client_id": None,  # default "{product_key}.{device_name}"
     "tls": True,
+    "tls_verify": True,  # the module checks the server's certificate, where it can (Air780)
+    # the CAs it checks with (PEM on the board's flash): the Aliyun IoT Root CA and the
+    # GlobalSign Root CA, the pair Aliyun's own Python device SDK pins for its brokers
+    "ca": "firmware/aliyun-ca.pem",
     "keepalive": 300,
     "apn": "CMIIOT",
     "mqtt_host": None,  # default "{product_key}.iot-as-mqtt.{region}.aliyuncs.com"
@@ -206,7 +210,7 @@ def _check(cfg, path):
     _one_of(cfg, path, "sign_method", METHODS)
     _one_of(cfg, path, "outbox_policy", ("drop_oldest", "refuse_new"))
     _one_of(cfg, path, "log_level", ("debug", "info", "warn", "error"))
-    for f in ("tls", "thing", "ntp"):
+    for f in ("tls", "tls_verify", "thing", "ntp"):
         if not isinstance(cfg[f], bool):
             _fail(path, f, "%s is not true or false" % _show(cfg[f]))
     _num(cfg, path, "keepalive", 30, 1200, why=" (seconds: the platform's range)")
@@ -230,6 +234,23 @@ def _check(cfg, path):
     if cfg["reset_pin"] is not None:
         _pin(path, "reset_pin", cfg["reset_pin"])
     _check_uart(cfg["uart"], path)
+    if cfg["tls"] and cfg["tls_verify"]:
+        _check_ca(cfg, path)
+
+
+def _check_ca(cfg, path):
+    """The CA file the module will verify the server with: there, PEM, small enough for the
+    module's file system (read now so that a wrong path is said at start-up, not at every
+    connect)."""
+    _text(cfg, path, "ca", 1, 120, None, "a file on the board's flash, e.g. firmware/aliyun-ca.pem")
+    try:
+        with open(cfg["ca"], "rb") as f:
+            pem = f.read(16385)
+    except OSError:
+        _fail(path, "ca", "%s cannot be read: copy the PEM file to the board (make deploy does "
+                          "firmware/aliyun-ca.pem) or set tls_verify to false" % _show(cfg["ca"]))
+    if len(pem) > 16384 or b"-----BEGIN CERTIFICATE-----" not in pem:
+        _fail(path, "ca", "%s is not a PEM certificate file of at most 16 KB" % _show(cfg["ca"]))
 
 
 def _check_uart(u, path):

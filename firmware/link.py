@@ -283,14 +283,14 @@ class Link:
         module that cannot verify is said once, and the link goes on unverified."""
         if not self.cfg.get("tls_verify", True):
             return
-        path = self.cfg.get("ca") or aliyun.CA_PATH
-        if m.ca_loaded == path:
-            return
         if not m.family()[4]:
             if not self._unverified:
                 self._unverified = True
                 log.warn(_TAG, "module %s cannot verify the server's certificate (no AT+SSLCFG): "
                                "TLS is encrypted but unverified", log.safe(m.version, 64))
+            return
+        path = self.cfg["ca"]
+        if m.ca_loaded == path:
             return
         with open(path, "rb") as f:  # checked at load (config.py): it exists and is PEM
             pem = f.read()

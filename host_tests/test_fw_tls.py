@@ -5,7 +5,7 @@ from fwtest import StubUART, capture_log, release_log
 
 from firmware import aliyun
 from firmware.air72x import CA_FILE, Air72x
-from firmware.config import check
+from firmware.config import DEFAULTS, ConfigError, check
 from firmware.link import Link
 
 OK = b"\r\nOK\r\n"
@@ -91,8 +91,8 @@ def test_the_link_loads_the_configured_ca_once_per_module_boot():
     link = _link(m)
     link._verify(m)
     link._verify(m)
-    assert len(m.loads) == 1 and m.loads[0][0] == aliyun.CA_PATH
-    with open(aliyun.CA_PATH, "rb") as f:
+    assert len(m.loads) == 1 and m.loads[0][0] == DEFAULTS["ca"]
+    with open(DEFAULTS["ca"], "rb") as f:
         assert m.loads[0][1] == f.read() and b"BEGIN CERTIFICATE" in m.loads[0][1]
     m.ca_loaded = None  # the module rebooted
     link._verify(m)
@@ -115,3 +115,22 @@ def test_a_family_that_cannot_verify_is_said_once_and_tls_verify_false_skips_it(
         release_log()
 
 
+
+
+def test_the_ca_file_is_checked_at_load():
+    base = {"product_key": PK, "device_name": DN, "device_secret": "s" * 32}
+    for bad in ("no/such/file.pem", "main.py", 5, ""):
+        try:
+            check(dict(base, ca=bad))
+        except ConfigError as e:
+            assert e.field == "ca", e
+        else:
+            raise AssertionError("ca=%r was taken" % (bad,))
+    check(dict(base, ca="no/such/file.pem", tls_verify=False))  # not used: not checked
+    check(dict(base, ca="no/such/file.pem", tls=False))
+    try:
+        check(dict(base, tls_verify="yes"))
+    except ConfigError as e:
+        assert e.field == "tls_verify"
+    else:
+        raise AssertionError("tls_verify='yes' was taken")
