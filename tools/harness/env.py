@@ -20,6 +20,7 @@ from tools.proc import ROOT, Started, micropython_bin
 from tools.proc import stop as stop_process
 from tools.sim import VirtualModule
 
+CA_NAME = "ca.pem"  # the local cloud's CA on the board's flash (config.json "ca")
 DEMO = {"productKey": "a1DemoPk001", "deviceName": "demo-device-1", "deviceSecret": "DemoDeviceSecret0000000000000001"}
 
 
@@ -111,12 +112,18 @@ class Firmware:
 
 class SimEnv(Started):
     """Local cloud + virtual module + firmware. `cfg` overrides config.json fields,
-    `vm` passes options to VirtualModule, `device` picks the triple (DEMO by default)."""
+    `vm` passes options to VirtualModule, `device` picks the triple (DEMO by default),
+    `personality` the module family played (tools/sim/personality.py: "air724ug" by
+    default, "air780e", "air780ep"). The board's flash holds the local cloud's CA as
+    ca.pem, named by the config's `ca`: a module that verifies (the Air780 family) checks
+    the broker and the auth server against it."""
 
     def __init__(self, flow="mqtt", tls=True, device=DEMO, cfg=None, vm=None, cloud=None,
-                 start_firmware=True, heapsize=None, mpy_dir=None, echo=None, romfs=None):
+                 start_firmware=True, heapsize=None, mpy_dir=None, echo=None, romfs=None,
+                 personality=None):
         self.flow = flow
         self.tls = tls
+        self.personality = personality
         self.device = dict(device)
         self.cfg_overrides = cfg or {}
         self.vm_options = vm or {}
@@ -144,6 +151,7 @@ class SimEnv(Started):
             "keepalive": 60,
             "interval": 1,
             "uart": {"url": self.vm.url},
+            "ca": CA_NAME,
         }
         cfg.update(self.cfg_overrides)
         return cfg
@@ -152,12 +160,17 @@ class SimEnv(Started):
         try:
             if self.cloud is None:
                 self.cloud = LocalCloud.demo().start()
+            vm = dict(self.vm_options)
+            if self.personality is not None:
+                vm["personality"] = self.personality
             self.vm = VirtualModule(auth_url=self.cloud.auth_url,
+                                    auths_url=self.cloud.info.get("auths_url"),
                                     mqtt_addr=("127.0.0.1", self.cloud.mqtt_port),
                                     mqtts_addr=("127.0.0.1", self.cloud.mqtts_port),
-                                    **self.vm_options).start()
+                                    **vm).start()
             self.mark = len(self.cloud.uplinks())  # uplinks before this run are not ours
             self.workdir = tempfile.mkdtemp(prefix="board-")
+            shutil.copyfile(self.cloud.ca_file, os.path.join(self.workdir, CA_NAME))
             with open(os.path.join(self.workdir, "config.json"), "w") as f:
                 json.dump(self.config(), f, indent=1)
             if self.start_firmware:

@@ -19,9 +19,10 @@ _IGNORED_TAGS = ("CID", "TIMEOUT", "REDIR", "BREAK", "BREAKEND", "PROIP", "PROPO
 
 class Http(Part):
     """auth_url: the local auth endpoint (http://127.0.0.1:P[/base]) that *.aliyuncs.com
-    reaches; http_delay: seconds an action takes at least; http_timeout: the request's own."""
+    reaches; auths_url: its HTTPS twin (https://127.0.0.1:P), where an https:// URL goes
+    when given; http_delay: seconds an action takes at least; http_timeout: the request's own."""
 
-    OPTIONS = {"auth_url": None, "http_delay": 0.0, "http_timeout": 20.0}
+    OPTIONS = {"auth_url": None, "auths_url": None, "http_delay": 0.0, "http_timeout": 20.0}
     COMMANDS = {"+HTTPINIT": "init", "+HTTPTERM": "term", "+HTTPPARA": "para", "+HTTPDATA": "data",
                 "+HTTPACTION": "action", "+HTTPREAD": "read"}
 
