@@ -47,10 +47,12 @@ from firmware.outbox import Outbox
 from firmware.port import const, drop, ticks_add, ticks_diff, ticks_ms, time_s
 
 _TAG = "link"
-_ATTACH_MS = const(90000)  # attach must happen within this, else restart the module
+# The vendor's bring-up guidance (docs/modules.md): no OK for 90 s: pulse RESET; not
+# registered after 2 minutes: flight mode (AT+CFUN=4, AT+CFUN=1) before a full reset.
+_ATTACH_MS = const(120000)  # attach must happen within this, else flight mode, then a reset
 _ATTACH_POLL_MS = const(1000)
 _FLUSH_MS = const(200)  # a step() starts no new outbox publish after this long
-_RESET_AFTER = const(3)  # consecutive "no answer" failures before the module is reset
+_SILENT_MS = const(90000)  # no answer from the module this long: the reset pin is pulsed
 _STABLE_MS = const(30000)  # up this long: the backoff starts from the bottom again
 _AUTODBAUD_TRIES = const(20)
 _RECOVERY_KEEP = const(100)  # recovery times kept for stats()
@@ -92,7 +94,7 @@ class Link:
         self.attach_ms = _ATTACH_MS
         self.stable_ms = _STABLE_MS
         self.flush_ms = _FLUSH_MS
-        self.reset_after = _RESET_AFTER
+        self.silent_ms = _SILENT_MS
         # clock and randomness: injectable for tests
         self.ticks = ticks_ms
         self.time = time_s
@@ -104,6 +106,8 @@ class Link:
         self._token = None  # (user, password, host, port, issued_s) for the "http" flow
         self._token_fresh = False  # fetched since the last successful connect
         self._no_answer = 0  # AT timeouts / failed autobauds since the link was last up
+        self._silent_since = now  # ... the first of them
+        self._flighted = False  # flight mode was tried since the last attach
         # the module may hold a stale MQTT session: after a board reset (a deploy, the
         # watchdog, a brown-out of the MCU alone) it still holds the last run's, so the first
         # connect of a run closes it, and so does any connect with other credentials
@@ -129,6 +133,7 @@ class Link:
             "qos0_dropped": 0,  # QoS 0 messages not sent (link down or publish failed)
             "downlinks": 0,
             "resets": 0,  # reset pin pulses / AT+CFUN=1,1
+            "flight_mode": 0,  # AT+CFUN=4 / AT+CFUN=1 after no attach
             "tokens": 0,  # tokens fetched ("http" flow)
             "status_checks": 0,  # AT+MQTTSTATU probes
         }
@@ -367,6 +372,7 @@ class Link:
                     self.recovery_ms.pop(0)
             self._ever_up = True
             self._no_answer = 0
+            self._flighted = False
             self._token_fresh = False
             self._last_rx = now
             self._up_since = now
@@ -419,15 +425,34 @@ class Link:
         if kind == "memory":
             gc.collect()  # what the failed step held is garbage now
         if kind == "timeout":
+            now = self.ticks()
+            if not self._no_answer:
+                self._silent_since = now
             self._no_answer += 1
-            if self._no_answer >= self.reset_after and self.reset:
-                log.warn(_TAG, "module does not answer (%d times): resetting it", self._no_answer)
+            if self.reset and ticks_diff(now, self._silent_since) >= self.silent_ms:
+                log.warn(_TAG, "module silent for %d s (%d tries): resetting it",
+                         ticks_diff(now, self._silent_since) // 1000, self._no_answer)
                 self._no_answer = 0
                 self._reset_module(pin_only=True)
         elif kind == "attach":
-            self._reset_module()
+            if not self._flighted:  # flight mode first: the network often takes it back
+                self._flighted = True
+                state = ATTACH
+                self._flight_mode()
+                self._attach_deadline = ticks_add(self.ticks(), self.attach_ms)
+            else:
+                self._flighted = False
+                self._reset_module()
         self._goto(state)
         self._next = ticks_add(self.ticks(), delay)
+
+    def _flight_mode(self):
+        self.counters["flight_mode"] += 1
+        try:
+            self.modem.at.cmd("AT+CFUN=4", timeout=10000)
+            self.modem.at.cmd("AT+CFUN=1", timeout=10000)
+        except Exception as e:  # a module that cannot even do this gets the reset next time
+            log.error(_TAG, "flight mode failed: %s", log.err(e))
 
     def _reset_module(self, pin_only=False):
         self.counters["resets"] += 1
