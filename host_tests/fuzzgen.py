@@ -367,12 +367,21 @@ def header(t, n, quoted=True):
     return b"\r\n+MSUB: " + t + b"," + (b"%d" % n) + b" byte,"
 
 
-def downlink(rng, ctx, n=None, gaps=True):
-    quoted = not rng.chance(10)
+def framed(rng, ctx, data, gaps=True):
+    """A counted item's pieces: short pauses inside it; sometimes a long one after its
+    payload, before the CR LF that ends it (the payload is complete: it must not wait)."""
+    pieces = split(rng, data, ctx.pms // 4 if gaps else 0)
+    if gaps and rng.chance(10):
+        pieces.append(rng.rand(ctx.pms, 2 * ctx.pms + 20))
+    return pieces + [b"\r\n"]
+
+
+def downlink(rng, ctx, n=None, gaps=True, quoted=True):
+    quoted = quoted and not rng.chance(10)
     t = topic(rng, ctx.topic_max) if quoted else rng.pick(UNQUOTED)
     n = size(rng, ctx.dl_max) if n is None else n
     p = payload(rng, n)
-    return Item("dl", split(rng, header(t, n, quoted) + p + b"\r\n", ctx.pms // 4 if gaps else 0), msg=(t, p))
+    return Item("dl", framed(rng, ctx, header(t, n, quoted) + p, gaps), msg=(t, p))
 
 
 def urc(rng, avoid, gaps=True):
@@ -388,7 +397,7 @@ def chatter_item(rng, ctx, avoid, where, budget):
     (an AT+HTTPREAD reply: nothing that starts with its prefix)."""
     kind = weighted(rng, ((25, "dl"), (14, "urc"), (10, "garbage"), (5, "gap"), (4, "dlbare"), (4, "overlong"),
                           (4, "ohdr"), (5, "trunc"), (4, "under"), (4, "overmax"), (4, "malformed"), (4, "cut"),
-                          (2, "cached"), (3, "echo"), (3, "final")))
+                          (2, "cached"), (3, "lateread"), (3, "echo"), (3, "final")))
     if kind == "dl":
         return downlink(rng, ctx)
     if kind == "urc":
@@ -399,10 +408,7 @@ def chatter_item(rng, ctx, avoid, where, budget):
     if kind == "gap":
         return Item("gap", [rng.pick((rng.rand(1, 5), rng.rand(1, 5), rng.rand(10, 200), rng.rand(200, 1000)))])
     if kind == "dlbare":  # an unquoted topic
-        t = rng.pick(UNQUOTED)
-        n = size(rng, ctx.dl_max)
-        p = payload(rng, n)
-        return Item("dl", split(rng, header(t, n, False) + p + b"\r\n", ctx.pms // 4), msg=(t, p))
+        return downlink(rng, ctx, quoted=False)
     if kind == "overlong":  # a line longer than the buffer, starting like something real
         pre = rng.pick(OVERLONG_PREFIXES)
         if where == "http" and pre.startswith(b"+HTTPREAD"):
@@ -429,7 +435,14 @@ def chatter_item(rng, ctx, avoid, where, budget):
     if kind == "overmax":  # a count above the maximum: only the header goes
         n = ctx.dl_max + rng.rand(1, 99999) if rng.chance(70) else 12345678901
         rest = tail(rng)
+        if where != "http" and rng.chance(25):
+            return Item("overmax", split(rng, b"\r\n+HTTPREAD: %d\r\n" % n + rest + b"\r\n", 20), bare=[rest])
         return Item("overmax", split(rng, header(rng.pick(TOPIC_FIRST), n) + rest + b"\r\n", 20), bare=[rest])
+    if kind == "lateread":  # an HTTP answer nobody asked for: read by count, then ignored
+        if where == "http":
+            return None
+        n = min(size(rng, 3000), ctx.dl_max)
+        return Item("lateread", framed(rng, ctx, b"\r\n+HTTPREAD: %d\r\n" % n + payload(rng, n)))
     if kind == "malformed":  # a counted header without a count: only that line goes
         t = rng.pick(TOPIC_FIRST)
         line = rng.pick((b'+MSUB: "' + t + b'",x byte,', b'+MSUB: "' + t + b'", byte,', b'+MSUB: "' + t + b'"7 byte,',
@@ -612,9 +625,11 @@ def httpread(rng, ctx, most, aborts, timeout=DEFAULT_MS):
     body = payload(rng, n)
     c = Cmd("raw", b"AT+HTTPREAD", timeout=timeout, info=b"+HTTPREAD", aborts=aborts)
     r = Reply(rng, ctx, c)
-    r.chat()
     head = b"+HTTPREAD: %d" % n
-    r.put(Item("info", split(rng, b"\r\n" + head + b"\r\n" + body, ctx.pms // 4), line=head, body=body))
+    info = Item("info", split(rng, b"\r\n" + head + b"\r\n" + body, min(ctx.pms // 4, max(0, r.left // 2 - wire_ms(n)))), line=head, body=body)
+    r.left -= info.ms  # its time is kept for it: chatter gets the rest
+    r.chat()
+    r.cmd.items.append(info)
     r.chat()
     r.line("ok", b"OK")
     return r.after()
@@ -707,7 +722,7 @@ def gen_stream(rng, mode, seed=0, size=SIZE):
     cmax = rng.pick((256, 64, 16, 3, 1))
     cmin = rng.rand(1, cmax)
     echo = rng.chance(30)
-    wrap = rng.rand(0, 20000)
+    wrap = rng.pick((rng.rand(0, 300), rng.rand(0, 3000), rng.rand(0, 20000)))  # most streams cross it
     read_seed = rng.next()
     ctx = Ctx(mode, rxbuf, pms, echo)
     steps = []
