@@ -1,14 +1,19 @@
-"""`python -m tools.cloud`: the local cloud process, the HTTP auth endpoint (auth.py) and the
-MQTT broker (broker.py) in one asyncio process sharing one CloudState (registry.py).
+"""`python -m tools.cloud`: the local cloud process, the auth endpoint over HTTP and HTTPS
+(auth.py) and the MQTT broker (broker.py) in one asyncio process sharing one CloudState
+(registry.py).
 
-    python -m tools.cloud --registry tools/cloud/demo_devices.json --state DIR
+    python -m tools.cloud --registry tools/cloud/demo_devices.json --state DIR [--mitm]
 
 prints its ports, writes DIR/cloud.json (ports, CA file, console credentials) for the
 console (console.py) and for LocalCloud (api.py), persists devices and tokens in
 DIR/state.json and appends every device publish to DIR/uplinks.jsonl. The control API
 (/_cloud/<op> on the auth port, console password) restarts or crashes the broker, kicks a
-device, moves the clock. TLS: a private CA + server certificate for 127.0.0.1 made with the
-`openssl` command into DIR/tls/ (clients trust cloud.ca_file, or skip verification).
+device, moves the clock, reports counters. TLS: the local cloud's own CA and the server
+certificate it issued for 127.0.0.1, localhost and the Aliyun host names the firmware uses,
+made with the `openssl` command into DIR/tls/ (certs.py; clients trust cloud.json's
+ca_file); the broker's TLS port, the TLS side of its plain port and the HTTPS auth endpoint
+present it. --mitm: they present a certificate for the same names from another CA instead
+(a man in the middle), which a client that verifies refuses.
 """
 import argparse
 import asyncio
@@ -22,15 +27,18 @@ import sys
 import threading
 
 from tools.cloud.auth import AuthHTTPServer
-from tools.cloud.broker import AliyunBroker, broker_config, listener_port, make_certs
+from tools.cloud.broker import AliyunBroker, broker_config, listener_port
+from tools.cloud.certs import make_pki
 from tools.cloud.registry import TOKEN_LIFETIME, CloudState
 
 CONSOLE_USER = "cloud-console"
 
 
-async def _serve(args, st, console, certs):
+async def _serve(args, st, console, pki):
     loop = asyncio.get_running_loop()
-    ca, crt, key = certs
+    ca = pki["ca"]
+    crt, key = pki["rogue" if args.mitm else "server"]
+    broker_stats = {"connects": 0, "tls_refused": 0}  # kept across broker restarts
     uplink_path = os.path.join(args.state, "uplinks.jsonl")
     uplink_file = open(uplink_path, "a")
 
@@ -44,7 +52,7 @@ async def _serve(args, st, console, certs):
     async def start_broker():
         for attempt in range(50):  # a port may need a moment after a restart
             b = AliyunBroker(broker_config(args.host, ports[0], ports[1], crt, key), st, console, on_uplink,
-                             dual_tls=(crt, key))
+                             dual_tls=(crt, key), stats=broker_stats)
             try:
                 await b.start()
                 break
@@ -93,6 +101,9 @@ async def _serve(args, st, console, certs):
             with st.lock:
                 st.thing_reply_code = None if form.get("code") in (None, "none") else int(form["code"])
                 return {"code": st.thing_reply_code}
+        if op == "stats":
+            return {"broker": dict(broker_stats),
+                    "auth": {"requests": http.requests + https.requests, "tls_refused": https.tls_refused}}
         if op == "devices":
             on = set(call(on_loop(lambda: holder["broker"].online_devices())))
             with st.lock:
@@ -109,10 +120,15 @@ async def _serve(args, st, console, certs):
     http = AuthHTTPServer(st, args.host, args.auth_port, control=control, control_token=console[1],
                           verbose=args.verbose)
     threading.Thread(target=http.serve_forever, name="auth-http", daemon=True).start()
+    https = AuthHTTPServer(st, args.host, args.auths_port, control=control, control_token=console[1],
+                           verbose=args.verbose, tls=(crt, key))
+    threading.Thread(target=https.serve_forever, name="auth-https", daemon=True).start()
     info = {
         "pid": os.getpid(), "host": args.host,
         "auth_url": "http://%s:%d" % (args.host, http.port), "auth_port": http.port,
+        "auths_url": "https://%s:%d" % (args.host, https.port), "auths_port": https.port,
         "mqtt_port": ports[0], "mqtts_port": ports[1], "ca_file": ca,
+        "rogue_ca_file": pki["rogue_ca"], "mitm": bool(args.mitm),
         "console": {"username": console[0], "password": console[1]},
         "uplinks": uplink_path, "state_dir": args.state,
     }
@@ -120,8 +136,9 @@ async def _serve(args, st, console, certs):
     with open(info_path + ".tmp", "w") as f:
         json.dump(info, f, indent=1)
     os.replace(info_path + ".tmp", info_path)
-    print("local aliyun: auth %s  mqtt tcp %s:%d  mqtt tls %s:%d  (CA %s)" % (
-        info["auth_url"], args.host, ports[0], args.host, ports[1], ca), flush=True)
+    print("local aliyun: auth %s %s  mqtt tcp %s:%d  mqtt tls %s:%d  (CA %s%s)" % (
+        info["auth_url"], info["auths_url"], args.host, ports[0], args.host, ports[1], ca,
+        "; presenting the man in the middle's certificate" if args.mitm else ""), flush=True)
     print("console: python -m tools.cloud.console --state %s watch PK DN" % args.state, flush=True)
 
     orphaned = []
@@ -140,8 +157,9 @@ async def _serve(args, st, console, certs):
         os.remove(info_path)
     except OSError:
         pass
-    http.shutdown()
-    http.server_close()
+    for server in (http, https):
+        server.shutdown()
+        server.server_close()
     try:
         await asyncio.wait_for(holder["broker"].shutdown(), 10)
     except Exception as e:  # exiting anyway
@@ -160,6 +178,9 @@ def main(argv=None):
     ap.add_argument("--auth-port", type=int, default=0)
     ap.add_argument("--mqtt-port", type=int, default=0)
     ap.add_argument("--mqtts-port", type=int, default=0)
+    ap.add_argument("--auths-port", type=int, default=0, help="the HTTPS auth endpoint's port (0: free)")
+    ap.add_argument("--mitm", action="store_true",
+                    help="the TLS listeners present a certificate from another CA (a man in the middle)")
     ap.add_argument("--token-lifetime", type=float, default=TOKEN_LIFETIME)
     ap.add_argument("--lenient-securemode", action="store_true",
                     help="accept securemode=2/3 on either listener")
@@ -182,12 +203,12 @@ def main(argv=None):
     if args.registry:
         with open(args.registry) as f:
             reg = json.load(f)
-    certs = make_certs(os.path.join(args.state, "tls"), args.host)
+    pki = make_pki(os.path.join(args.state, "tls"), args.host)
     st = CloudState(devices=reg.get("devices", []), products=reg.get("products", []), state_dir=args.state,
                     token_lifetime=args.token_lifetime, mqtt_host=args.host,
                     strict_securemode=not args.lenient_securemode, resources=args.resources)
     console = (CONSOLE_USER, secrets.token_hex(16))  # new credentials at every start
-    asyncio.run(_serve(args, st, console, certs))
+    asyncio.run(_serve(args, st, console, pki))
     return 0
 
 

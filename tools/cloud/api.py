@@ -3,9 +3,9 @@ process (`python -m tools.cloud`, __main__.py) on free 127.0.0.1 ports, reads it
 of device publishes, and drives it through the console (console.py):
 
     with LocalCloud.demo() as cloud:              # or LocalCloud(devices=[...], products=[...])
-        cloud.auth_url, cloud.mqtt_port, cloud.mqtts_port, cloud.ca_file
+        cloud.auth_url, cloud.auths_url, cloud.mqtt_port, cloud.mqtts_port, cloud.ca_file
         cloud.uplinks(), cloud.wait_uplink(pred), cloud.publish(topic, payload, qos)
-        cloud.online(pk, dn), cloud.kick(pk, dn), cloud.restart_broker(), cloud.stop()
+        cloud.online(pk, dn), cloud.kick(pk, dn), cloud.restart_broker(), cloud.stats(), cloud.stop()
         rid = cloud.set_properties(pk, dn, {"LightSwitch": 1})      # thing model downlinks,
         rid = cloud.call_service(pk, dn, "ping", {})                 # answered by the device:
         cloud.wait_reply(pk, dn, rid, "ping")                        # its _reply, as a dict
@@ -59,7 +59,9 @@ class LocalCloud(Started):
     /auth/devicename names as the MQTT server: "aliyun" = {pk}.iot-as-mqtt.cn-shanghai.
     aliyuncs.com:1883 as the platform does (the virtual module maps that name here), "local"
     = 127.0.0.1:mqtt_port. mqtt_port takes plain MQTT and TLS alike (like Aliyun's 1883);
-    mqtts_port takes TLS only.
+    mqtts_port takes TLS only. Both TLS ports and auths_url (the HTTPS auth endpoint) present
+    a certificate from ca_file for the Aliyun names (certs.py); mitm=True: one for the same
+    names from another CA (rogue_ca_file), as a man in the middle would.
     """
 
     @classmethod
@@ -70,7 +72,8 @@ class LocalCloud(Started):
         return cls(devices=reg["devices"], products=reg["products"], **options)
 
     def __init__(self, devices=(), products=(), state_dir=None, token_lifetime=registry.TOKEN_LIFETIME,
-                 strict_securemode=True, resources="aliyun", verbose=False, startup_timeout=20.0):
+                 strict_securemode=True, resources="aliyun", verbose=False, startup_timeout=20.0,
+                 mitm=False):
         self.devices = [dict(d) for d in devices]
         self.products = [dict(p) for p in products]
         self.state_dir = state_dir
@@ -78,6 +81,7 @@ class LocalCloud(Started):
         self.strict_securemode = strict_securemode
         self.resources = resources
         self.verbose = verbose
+        self.mitm = mitm
         self.startup_timeout = startup_timeout
         self._own_dir = False
         self._proc = None
@@ -108,6 +112,8 @@ class LocalCloud(Started):
             cmd.append("--lenient-securemode")
         if self.verbose:
             cmd.append("--verbose")
+        if self.mitm:
+            cmd.append("--mitm")
         if self._own_dir:
             cmd.append("--remove-state-if-orphaned")
         self._log = open(os.path.join(self.state_dir, "cloud.log"), "ab")
@@ -160,7 +166,9 @@ class LocalCloud(Started):
     auth_url = _info("auth_url", "http://host:port of the auth endpoint (and the control API)")
     mqtt_port = _info("mqtt_port", "the broker's port for plain MQTT and TLS alike (Aliyun's 1883)")
     mqtts_port = _info("mqtts_port", "the broker's TLS-only port")
-    ca_file = _info("ca_file", "the private CA that signed the broker's certificate")
+    auths_url = _info("auths_url", "https://host:port of the auth endpoint over TLS")
+    ca_file = _info("ca_file", "the local cloud's own CA, which issued the certificate its TLS listeners present")
+    rogue_ca_file = _info("rogue_ca_file", "the other CA, whose certificate they present with mitm=True")
 
     @property
     def console_credentials(self):
@@ -220,6 +228,13 @@ class LocalCloud(Started):
     def advance_clock(self, seconds):
         """Move the cloud's clock (token expiry) forward."""
         return self._control("advance_clock", seconds=str(seconds))["offset"]
+
+    def stats(self):
+        """Counters of this run: {"broker": {"connects": MQTT CONNECTs seen (the console's
+        not counted), "tls_refused":
+        failed handshakes}, "auth": {"requests": auth/registration requests answered,
+        "tls_refused": failed HTTPS handshakes}}."""
+        return self._control("stats")
 
     def device_list(self):
         """The registry as the cloud sees it now (with deviceSecret, active, online)."""

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import re
+import ssl
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -225,6 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         path, form = self._form()
         if path in ("/auth/devicename", "/auth/register/device"):
+            self.server.requests += 1
             if form is None:
                 res = reply(CODE_BAD_PARAM, "param error: body must be application/x-www-form-urlencoded")
             elif path == "/auth/devicename":
@@ -246,14 +248,42 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class AuthHTTPServer(ThreadingHTTPServer):
-    """The auth endpoint on host:port (port 0 = free port); serve with serve_forever()."""
+    """The auth endpoint on host:port (port 0 = free port); serve with serve_forever().
+    tls=(certfile, keyfile): HTTPS, the handshake made in the connection's own thread (a
+    client that refuses the certificate, or never speaks, holds up nobody)."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, state, host="127.0.0.1", port=0, control=None, control_token="", verbose=False):
+    def __init__(self, state, host="127.0.0.1", port=0, control=None, control_token="", verbose=False,
+                 tls=None):
         self.state, self.control, self.control_token, self.verbose = state, control, control_token, verbose
+        self.requests = 0  # auth and registration requests answered
+        self.tls_refused = 0  # handshakes that failed (a client that does not trust the certificate)
+        self._tls = None
+        if tls:
+            self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls.load_cert_chain(*tls)
         super().__init__((host, port), _Handler)
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self._tls is not None:
+            sock.settimeout(30)
+            sock = self._tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        e = sys.exc_info()[1]
+        if isinstance(e, (ssl.SSLError, OSError)):  # a refused handshake, a client gone
+            if isinstance(e, ssl.SSLError):
+                self.tls_refused += 1
+            if self.verbose:
+                print("auth endpoint: %s: %r" % (client_address, e), flush=True)
+            return
+        super().handle_error(request, client_address)
 
     @property
     def port(self):

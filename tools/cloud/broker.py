@@ -28,14 +28,13 @@
 #                            device used, delivery at min(pub, sub) QoS (see _MinQos).
 #    add_subscription / retain_message  QoS granted at most 1; no retained messages.
 #    _create_server_instance  the plain port also takes TLS (first byte 0x16), as Aliyun's
-#                            port 1883 does; see _DualServer.
+#                            port 1883 does, and the TLS port is served the same way; see
+#                            _DualServer (which counts refused handshakes).
 import asyncio
 import json
 import logging
-import os
 import socket
 import ssl
-import subprocess
 import time
 
 from amqtt.broker import Broker
@@ -137,12 +136,16 @@ class _Live:
 class _DualServer:
     """A listener that serves plain MQTT and MQTT over TLS on one port, as Aliyun's port 1883
     does: a connection whose first byte is 0x16 (TLS handshake record) gets TLS, any other
-    (0x10 = CONNECT) stays plain. Duck-types the asyncio.Server parts amqtt uses."""
+    (0x10 = CONNECT) stays plain; tls_only: every connection gets TLS (the TLS port).
+    Duck-types the asyncio.Server parts amqtt uses. stats["tls_refused"] counts the
+    handshakes that failed (a client that does not trust the certificate)."""
 
-    def __init__(self, sock, ssl_context, on_connection):
+    def __init__(self, sock, ssl_context, on_connection, stats, tls_only=False):
         self.sockets = [sock]
         self._ssl = ssl_context
         self._on_connection = on_connection
+        self._stats = stats
+        self._tls_only = tls_only
         self._conns = set()
         self._task = asyncio.ensure_future(self._accept_loop())
 
@@ -182,13 +185,15 @@ class _DualServer:
             if not first:
                 conn.close()
                 return None
-            tls = first == b"\x16"
+            tls = self._tls_only or first == b"\x16"
             reader = asyncio.StreamReader(limit=2 ** 16)
             protocol = asyncio.StreamReaderProtocol(reader)
             transport, _ = await loop.connect_accepted_socket(
                 lambda: protocol, conn, ssl=self._ssl if tls else None,
                 ssl_handshake_timeout=10 if tls else None)
         except (OSError, ssl.SSLError, TimeoutError) as e:
+            if isinstance(e, ssl.SSLError):
+                self._stats["tls_refused"] += 1
             log.info("dual listener: connection dropped before MQTT: %r", e)
             conn.close()
             return None
@@ -208,18 +213,21 @@ class AliyunBroker(Broker):
     """amqtt Broker with Aliyun's login rules. state: registry.CloudState;
     console: (username, password) of the privileged client; on_uplink(record) is called for
     every accepted device publish, in order. dual_tls=(certfile, keyfile) makes the "default"
-    listener take TLS too (like Aliyun's port 1883)."""
+    listener take TLS too (like Aliyun's port 1883) and serves the "tls" one the same way.
+    stats (a dict kept across restarts): "connects" (MQTT CONNECTs seen, but the console's),
+    "tls_refused" (failed TLS handshakes)."""
 
-    def __init__(self, config, state, console, on_uplink=None, dual_tls=None):
+    def __init__(self, config, state, console, on_uplink=None, dual_tls=None, stats=None):
         super().__init__(config)
         self.cloud_state = state
         self.console = console
         self.on_uplink = on_uplink
         self.dual_tls = dual_tls
+        self.stats = stats if stats is not None else {"connects": 0, "tls_refused": 0}
         self._live = {}  # handler -> _Live
 
     async def _create_server_instance(self, listener_name, listener_type, address, port, ssl_context):
-        if listener_name != "default" or not self.dual_tls or ssl_context is not None:
+        if listener_name not in ("default", "tls") or not self.dual_tls:
             return await super()._create_server_instance(listener_name, listener_type, address, port, ssl_context)
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(*self.dual_tls)
@@ -228,10 +236,13 @@ class AliyunBroker(Broker):
         sock.bind((address or "127.0.0.1", port))
         sock.listen(128)
         sock.setblocking(False)
-        return _DualServer(sock, ctx, lambda r, w: self.stream_connected(r, w, listener_name=listener_name))
+        return _DualServer(sock, ctx, lambda r, w: self.stream_connected(r, w, listener_name=listener_name),
+                           self.stats, tls_only=listener_name == "tls")
 
     # -- connections ----------------------------------------------------------------------
     async def _handle_client_session(self, reader, writer, session, handler, server, listener_name):
+        if not (self.console and session.username == self.console[0]):
+            self.stats["connects"] += 1  # a device's (or anyone's but the console's)
         rc, identity = check_connect(
             self.cloud_state, session.client_id, session.username, session.password, session.keep_alive,
             tls=session.ssl_object is not None, console=self.console)
@@ -372,30 +383,9 @@ def broker_config(host, port, tls_port, certfile, keyfile):
 
 
 def make_certs(directory, host="127.0.0.1"):
-    """A private CA and a server certificate for host (SAN IP + localhost), made with the
-    `openssl` command (the `cryptography` package is not installed in .venv). Reused when
-    present. Returns (ca.pem, server.pem, server.key)."""
-    os.makedirs(directory, exist_ok=True)
-    ca, ca_key = os.path.join(directory, "ca.pem"), os.path.join(directory, "ca.key")
-    crt, key = os.path.join(directory, "server.pem"), os.path.join(directory, "server.key")
-    if all(os.path.exists(p) for p in (ca, crt, key)):
-        return ca, crt, key
-    csr, ext = os.path.join(directory, "server.csr"), os.path.join(directory, "server.ext")
-    with open(ext, "w") as f:
-        f.write("basicConstraints=critical,CA:FALSE\n"
-                "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                "extendedKeyUsage=serverAuth\n"
-                "subjectAltName=IP:%s,DNS:localhost\n" % host)
+    """The local cloud's CA and the server certificate it issued (certs.py, which also makes
+    the man in the middle's): (ca.pem, server.pem, server.key)."""
+    from tools.cloud.certs import make_pki
 
-    def run(*args):
-        subprocess.run(("openssl",) + args, check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "3650",
-        "-keyout", ca_key, "-out", ca, "-subj", "/CN=Local Aliyun test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    run("req", "-new", "-newkey", "rsa:2048", "-nodes", "-sha256",
-        "-keyout", key, "-out", csr, "-subj", "/CN=%s" % host)
-    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-        "-sha256", "-days", "825", "-extfile", ext, "-out", crt)
-    return ca, crt, key
+    pki = make_pki(directory, host)
+    return (pki["ca"],) + pki["server"]
