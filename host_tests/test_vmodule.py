@@ -700,3 +700,262 @@ def test_attach_after_seconds_reply_delay_restart_and_refused_port(host):
     h.cmd("AT+CGATT?")                                   # echo on again, attach restarts
     h.expect(b"AT+CGATT?\r" + ok(b"+CGATT: 0"))
     assert vm.faults_injected == {}
+
+
+# ---------------------------------------------------------------------------------------
+# module families (tools/sim/personality.py), the file system, SSL contexts, verified TLS
+# ---------------------------------------------------------------------------------------
+CA_FILE = "ca.crt"
+
+
+def read_pem(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def fswrite(h, name, data, prompt=b"\r\n> "):
+    h.cmd('AT+FSWRITE="%s",0,%d,10' % (name, len(data)))
+    h.expect(prompt)
+    h.send(data)
+    h.expect(ok())
+
+
+def trust(h, pem, ctx=88, level=1):
+    """The CA into the module's file system and verification on for one SSL context."""
+    h.cmd('AT+FSDEL="%s"' % CA_FILE)                      # there or not
+    h.expect(b"\r\n")
+    assert h.until(b"\r\n") in (b"OK\r\n", b"ERROR\r\n")
+    h.cmd('AT+FSCREATE="%s"' % CA_FILE)
+    h.expect(ok())
+    fswrite(h, CA_FILE, pem)
+    h.cmd('AT+SSLCFG="cacert",%d,"%s"' % (ctx, CA_FILE))
+    h.expect(ok())
+    h.cmd('AT+SSLCFG="seclevel",%d,%d' % (ctx, level))
+    h.expect(ok())
+
+
+@pytest.mark.parametrize("name,version", [("air724ug", "AirM2M_Air724UG_V409_LTE_AT"),
+                                          ("air780e", "AirM2M_780E_V1161_LTE_AT"),
+                                          ("air780ep", "AirM2M_780EP_V1007_LTE_AT")])
+def test_each_personality_names_itself(host, name, version):
+    vm, h = host(bearer=False, personality=name, attach_after=0)
+    h.cmd("AT+CGMR")
+    h.expect(ok(b'+CGMR: "' + version.encode() + b'"'))
+    h.cmd("ATI")
+    h.expect(ok(version.encode()))
+    assert vm.personality.name == name
+    vm, h = host(bearer=False, personality=name, version="V1234", attach_after=0)  # another build, same family
+    h.cmd("AT+CGMR")
+    h.expect(ok(b'+CGMR: "' + version.replace(version.split("_V")[1].split("_")[0], "1234").encode() + b'"'))
+    with pytest.raises(ValueError):
+        VirtualModule(personality="air999")
+
+
+def test_the_air724_has_no_file_system_nor_ssl_contexts(host):
+    vm, h = host(bearer=False)
+    for cmd in ('AT+FSCREATE="ca.crt"', 'AT+FSWRITE="ca.crt",0,5,10', 'AT+FSDEL="ca.crt"',
+                'AT+SSLCFG="cacert",88,"ca.crt"', 'AT+SSLCFG="seclevel",88,1'):
+        h.cmd(cmd)
+        h.expect(line(b"ERROR"))
+    h.quiet()
+    h.cmd("AT+HTTPSSL=1")                                 # HTTPS itself exists on both
+    h.expect(ok())
+    assert vm.files == {}
+
+
+def test_air780_file_system(host):
+    vm, h = host(bearer=False, personality="air780e", attach_after=0)
+    h.cmd('AT+FSDEL="a.txt"')                             # nothing to delete
+    h.expect(line(b"ERROR"))
+    h.cmd('AT+FSWRITE="a.txt",0,3,10')                    # nor to write into
+    h.expect(line(b"ERROR"))
+    h.cmd('AT+FSCREATE="a.txt"')
+    h.expect(ok())
+    h.cmd('AT+FSCREATE="a.txt"')                          # there already
+    h.expect(line(b"ERROR"))
+    fswrite(h, "a.txt", b"0123456789\r\nOK\r\n")          # raw bytes: nothing in them is a command
+    h.cmd('AT+FSFLSIZE="a.txt"')
+    h.expect(ok(b"+FSFLSIZE: 16"))
+    fswrite(h, "a.txt", b"ab")                            # mode 0 writes from the start ...
+    assert vm.files["a.txt"] == b"ab23456789\r\nOK\r\n"   # ... and keeps the tail
+    h.cmd('AT+FSWRITE="a.txt",1,2,10')                    # mode 1 appends
+    h.expect(b"\r\n> ")
+    h.send(b"yz")
+    h.expect(ok())
+    h.cmd('AT+FSREAD="a.txt",1,6,12')
+    h.expect(ok(b"OK\r\nyz"))
+    h.cmd("AT+RESET")                                     # flash: the file survives a restart
+    h.expect(ok() + line(b"^boot.rom'v'!\\n") + line(b"RDY") + line(b"^MODE: 17,17"))
+    h.until(b",0\r\n")                                   # ... the rest of the network's lines
+    h.cmd("ATE0")
+    h.expect(b"ATE0\r" + ok())
+    h.cmd('AT+FSREAD="a.txt",0,2,0')
+    h.expect(ok(b"ab"))
+    h.cmd('AT+FSWRITE="a.txt",0,5,1')                     # the data never comes
+    h.expect(b"\r\n> ")
+    h.expect(line(b"TimeOut"), 3)
+    h.cmd('AT+FSDEL="a.txt"')
+    h.expect(ok())
+    assert vm.files == {}
+
+
+def test_air780_ssl_contexts_set_ask_erase_and_are_forgotten_at_a_restart(host):
+    vm, h = host(bearer=False, personality="air780ep", attach_after=0)
+    h.cmd('AT+SSLCFG="cacert",88,"ca.crt"')
+    h.expect(ok())
+    h.cmd('AT+SSLCFG="seclevel",153,1')
+    h.expect(ok())
+    h.cmd('AT+SSLCFG="cacert",88')
+    h.expect(ok(b'+SSLCFG: "cacert",88,"ca.crt"'))
+    h.cmd('AT+SSLCFG="seclevel",153')
+    h.expect(ok(b'+SSLCFG: "seclevel",153,1'))
+    for bad in ('AT+SSLCFG="seclevel",88,3', 'AT+SSLCFG="cacert",7,"ca.crt"', 'AT+SSLCFG="nosuch",88,1'):
+        h.cmd(bad)
+        h.expect(line(b"ERROR"))
+    assert vm.net.ssl == {88: {"cacert": "ca.crt"}, 153: {"seclevel": 1}}
+    h.cmd('AT+SSLCFG="cacert",88,')                       # an empty value erases
+    h.expect(ok())
+    assert vm.net.ssl[88] == {}
+    h.cmd("AT+CFUN=1,1")
+    h.expect(ok() + line(b"^boot.rom'v'!\\n") + line(b"RDY") + line(b"^MODE: 17,17"))
+    assert vm.net.ssl == {}                               # settings are not kept
+
+
+def test_air780_boot_sim_busy_and_registration_chatter(host):
+    vm, h = host(bearer=False, personality="air780e", sim_busy=30.0)
+    vm.reboot()
+    h.expect(line(b"^boot.rom'v'!\\n") + line(b"RDY"))    # no +CPIN line on this family
+    h.cmd("AT+CPIN?")                                     # the SIM is still starting
+    h.expect(b"AT+CPIN?\r" + line(b"+CME ERROR: 14"))
+    vm.net.sim_ready_at = 0                               # ... and now it is up
+    h.cmd("AT+CPIN?")
+    h.expect(b"AT+CPIN?\r" + ok(b"+CPIN: READY"))
+    got = h.until(b"+NITZ: ", 10)                         # attach_after: 2 s on this family
+    assert got == line(b"^MODE: 17,17") + line(b"+E_UTRAN Service") + line(b"+CGEV: ME PDN ACT 1") + b"\r\n+NITZ: "
+    assert re.fullmatch(rb"\d{4}/\d\d/\d\d,\d\d:\d\d:\d\d\+0,0\r\n", h.until(b"\r\n"))
+    h.cmd("AT+CGATT?")
+    h.expect(b"AT+CGATT?\r" + ok(b"+CGATT: 1"))
+
+
+def test_flight_mode(host):
+    vm, h = host(bearer=False, personality="air780ep", attach_after=0)
+    h.cmd("AT+CFUN=4")
+    h.expect(ok() + line(b"+CGEV: ME DETACH"))
+    h.cmd("AT+CFUN?")
+    h.expect(ok(b"+CFUN: 4"))
+    h.cmd("AT+CGATT?")
+    h.expect(ok(b"+CGATT: 0"))
+    h.cmd("AT+CFUN=1")
+    h.expect(ok() + line(b"^MODE: 17,17") + line(b"+E_UTRAN Service") + line(b"+CGEV: ME PDN ACT 1"))
+    assert re.fullmatch(rb"\r\n\+NITZ: \d\d/\d\d/\d\d,\d\d:\d\d:\d\d\+32,0\r\n", h.until(b",0\r\n"))
+    h.cmd("AT+CGATT?")
+    h.expect(ok(b"+CGATT: 1"))
+    vm, h = host(bearer=False)                            # an Air724 says nothing more
+    h.cmd("AT+CFUN=0")
+    h.expect(ok())
+    h.quiet()
+    h.cmd("AT+CGATT?")
+    h.expect(ok(b"+CGATT: 0"))
+
+
+def test_mqtt_without_the_bearer_on_an_air780_only(host):
+    vm, h = host(bearer=False, personality="air780e", attach_after=0)
+    mqtt_up(h, tls=False)                                 # the default PDP context carries it
+    vm.pdp_loss(down=0)                                   # this family's URC, and no CLOSED
+    h.until(line(b"+CGEV: NW PDN DEACT 1"), 3)
+    h.quiet()
+    h.cmd("AT+MIPCLOSE")
+    h.expect(ok())
+    vm, h = host(bearer=False)
+    cid, user, pw = direct_creds(3)
+    h.cmd('AT+MCONFIG="%s","%s","%s"' % (cid, user, pw))
+    h.expect(ok())
+    h.cmd('AT+MIPSTART="%s",1883' % BROKER_HOST)          # an Air724 needs AT+SAPBR=1,1 first
+    h.expect(ok() + line(b"STATE: IP INITIAL") + line(b"CONNECT FAIL"), 5)
+
+
+def test_downlinks_longer_than_the_family_delivers_are_lost(cloud, host):
+    for name, limit in (("air724ug", 1360), ("air780ep", 4100)):
+        vm, h = host(personality=name, attach_after=0)
+        mqtt_up(h)
+        h.cmd("AT+MQTTMSGSET=0")
+        h.expect(ok())
+        h.cmd('AT+MSUB="%s",0' % GET)
+        h.expect(ok() + line(b"SUBACK"), 5)
+        cloud.publish(GET, b"x" * (limit + 1), 0)
+        cloud.publish(GET, b"y" * limit, 0)
+        head = b'\r\n+MSUB: "' + GET.encode() + b'",%d byte,' % limit
+        h.expect(head + b"y" * limit + b"\r\n", 5)
+        assert vm.stats["downlinks_lost"] == 1 and vm.stats["downlinks"] == 1
+
+
+def test_verified_tls_takes_the_local_cloud_and_refuses_another_ca(cloud, host):
+    vm, h = host(personality="air780e", auths_url=cloud.auths_url, attach_after=0)
+    trust(h, read_pem(cloud.ca_file))
+    mqtt_up(h)                                            # the broker's certificate verifies
+    assert vm.handshakes == [(88, BROKER_HOST, True, None)]
+    h.cmd("AT+MDISCONNECT")
+    h.expect(ok())
+    h.cmd("AT+MIPCLOSE")
+    h.expect(ok())
+
+    trust(h, read_pem(cloud.rogue_ca_file))               # a CA that did not issue it
+    h.cmd('AT+SSLMIPSTART="%s",1883' % BROKER_HOST)
+    h.expect(ok() + line(b"STATE: TCP CLOSED") + line(b"CONNECT FAIL"), 5)
+    ctx, name, verified, error = vm.handshakes[-1]
+    assert (ctx, name, verified) == (88, BROKER_HOST, True) and error.startswith("certificate:")
+
+    trust(h, read_pem(cloud.ca_file))                     # the right CA, the wrong name
+    h.cmd('AT+SSLCFG="hostname",88,"mqtt.example.com"')
+    h.expect(ok())
+    h.cmd('AT+SSLMIPSTART="%s",1883' % BROKER_HOST)
+    h.expect(ok() + line(b"STATE: TCP CLOSED") + line(b"CONNECT FAIL"), 5)
+    assert vm.handshakes[-1][1] == "mqtt.example.com" and "certificate" in vm.handshakes[-1][3]
+
+    h.cmd('AT+SSLCFG="hostname",88,')
+    h.expect(ok())
+    h.cmd('AT+FSDEL="%s"' % CA_FILE)                      # verification on, nothing to verify with
+    h.expect(ok())
+    h.cmd('AT+SSLMIPSTART="%s",1883' % BROKER_HOST)
+    h.expect(ok() + line(b"STATE: TCP CLOSED") + line(b"CONNECT FAIL"), 5)
+    assert "missing" in vm.handshakes[-1][3]
+
+    h.cmd('AT+SSLCFG="seclevel",88,0')                    # seclevel 0: TLS that checks nothing
+    h.expect(ok())
+    mqtt_up(h)
+    assert vm.handshakes[-1] == (88, BROKER_HOST, False, None)
+
+
+def https_post(h, body=b"x=1"):
+    h.cmd("AT+HTTPINIT")
+    h.expect(ok())
+    h.cmd('AT+HTTPPARA="URL","%s"' % AUTH)
+    h.expect(ok())
+    h.cmd("AT+HTTPDATA=%d,10000" % len(body))
+    h.expect(line(b"DOWNLOAD"))
+    h.send(body)
+    h.expect(ok())
+    h.cmd("AT+HTTPACTION=1")
+    h.expect(ok())
+    urc = h.until(b"\r\n", 10) + h.until(b"\r\n", 10)
+    h.cmd("AT+HTTPTERM")
+    h.expect(ok())
+    return urc
+
+
+def test_verified_https_takes_the_auth_server_and_refuses_another_ca(cloud, host):
+    vm, h = host(personality="air780ep", auths_url=cloud.auths_url, attach_after=0)
+    before = cloud.stats()["auth"]
+    trust(h, read_pem(cloud.ca_file), ctx=153)
+    assert re.fullmatch(rb"\r\n\+HTTPACTION: 1,200,\d+\r\n", https_post(h))
+    assert vm.handshakes == [(153, "iot-auth.cn-shanghai.aliyuncs.com", True, None)]
+    trust(h, read_pem(cloud.rogue_ca_file), ctx=153)
+    assert https_post(h) == line(b"+HTTPACTION: 1,605,0")  # the TLS channel was not set up
+    assert vm.handshakes[-1][2] is True and vm.handshakes[-1][3].startswith("certificate:")
+    after = cloud.stats()["auth"]
+    assert after["requests"] - before["requests"] == 1     # the refused one never got there
+    assert after["tls_refused"] - before["tls_refused"] == 1
+
+    vm, h = host(personality="air780ep", attach_after=0)  # no HTTPS endpoint to verify: refused
+    trust(h, read_pem(cloud.ca_file), ctx=153)
+    assert https_post(h) == line(b"+HTTPACTION: 1,605,0")

@@ -1,7 +1,9 @@
-"""`python -m tools.sim`: a virtual Air724UG on a TCP port until SIGTERM or Ctrl-C; prints
-its socket:// URL first (pyserial's serial_for_url and the firmware's UART config take it).
+"""`python -m tools.sim`: a virtual module (an Air724UG unless --personality says another
+family) on a TCP port until SIGTERM or Ctrl-C; prints its socket:// URL first (pyserial's
+serial_for_url and the firmware's UART config take it).
 
-    python -m tools.sim --auth-url http://127.0.0.1:P --mqtt 127.0.0.1:P --mqtts 127.0.0.1:P
+    python -m tools.sim --auth-url http://127.0.0.1:P [--auths-url https://127.0.0.1:P]
+                        --mqtt 127.0.0.1:P --mqtts 127.0.0.1:P [--personality air780e]
                         [--baud 115200] [--fault closed@30 ...] [-v]
 """
 import argparse
@@ -9,8 +11,7 @@ import signal
 import sys
 import threading
 
-from tools.sim import VirtualModule
-from tools.sim.core import Personality
+from tools.sim import PERSONALITIES, VirtualModule
 
 def _addr(text):
     host, _, port = text.rpartition(":")
@@ -22,8 +23,11 @@ def _number(text):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m tools.sim", description="A virtual Air724UG on a TCP port.")
+    ap = argparse.ArgumentParser(prog="python -m tools.sim", description="A virtual Air724UG / Air780E / Air780EP on a TCP port.")
+    ap.add_argument("--personality", choices=sorted(PERSONALITIES), default="air724ug",
+                    help="the module family played (default air724ug)")
     ap.add_argument("--auth-url", help="local auth endpoint base, http://127.0.0.1:PORT")
+    ap.add_argument("--auths-url", help="its HTTPS twin, https://127.0.0.1:PORT (https:// URLs go there, verified where the family can)")
     ap.add_argument("--mqtt", type=_addr, help="local broker for MIPSTART, HOST:PORT")
     ap.add_argument("--mqtts", type=_addr, help="local TLS broker for SSLMIPSTART, HOST:PORT")
     ap.add_argument("--port", type=int, default=0, help="TCP port to listen on (0: free)")
@@ -32,10 +36,10 @@ def main(argv=None):
     ap.add_argument("--reply-delay", type=float, default=0.0)
     ap.add_argument("--http-delay", type=float, default=0.0)
     ap.add_argument("--idle-close", type=float, default=5.0)
-    ap.add_argument("--version", default=Personality.default_version)
+    ap.add_argument("--version", default=None, help="AT+CGMR's string or firmware number (default: the family's)")
     ap.add_argument("--no-sim", action="store_true")
-    ap.add_argument("--attach-after", type=_number, default=0,
-                    help="CGATT 0 for N polls (int) or seconds (float)")
+    ap.add_argument("--attach-after", type=_number, default=None,
+                    help="CGATT 0 for N polls (int) or seconds (float); default: the family's")
     ap.add_argument("--imei", default="866714043075174")
     ap.add_argument("--iccid", default="89860425102180123456")
     ap.add_argument("--seed", type=int, default=724)
@@ -43,11 +47,13 @@ def main(argv=None):
                     help="schedule a fault, e.g. closed@30 (repeatable)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print the UART traffic")
     a = ap.parse_args(argv)
-    vm = VirtualModule(auth_url=a.auth_url, mqtt_addr=a.mqtt, mqtts_addr=a.mqtts, baud=a.baud,
+    extra = {} if a.attach_after is None else {"attach_after": a.attach_after}
+    vm = VirtualModule(personality=a.personality, auth_url=a.auth_url, auths_url=a.auths_url,
+                       mqtt_addr=a.mqtt, mqtts_addr=a.mqtts, baud=a.baud,
                        port=a.port, version=a.version, sim=not a.no_sim,
-                       attach_after=a.attach_after, imei=a.imei, iccid=a.iccid, seed=a.seed,
+                       imei=a.imei, iccid=a.iccid, seed=a.seed,
                        reply_delay=a.reply_delay, connect_delay=a.connect_delay,
-                       http_delay=a.http_delay, idle_close=a.idle_close)
+                       http_delay=a.http_delay, idle_close=a.idle_close, **extra)
     stop = threading.Event()  # before the URL is announced: a SIGTERM right after it stops cleanly
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     vm.start()

@@ -1,9 +1,10 @@
 """The basic commands: AT, echo, identity (ATI, CGMR, CGSN, ICCID), settings the module
-takes and forgets (CMEE, IPR), restart (CFUN=1,1, RESET), the SIM (CPIN), signal (CSQ) and
-the network registration and attach (CREG/CEREG/CGREG, CGATT), over the core's Net.
+takes and forgets (CMEE, IPR), restart (CFUN=1,1, RESET), flight mode (CFUN=0/4, CFUN=1),
+the SIM (CPIN; busy for a while after boot on an Air780), signal (CSQ) and the network
+registration and attach (CREG/CEREG/CGREG, CGATT), over the core's Net.
 """
 from tools.sim.core import Part
-from tools.sim.dialect import CME_NO_SIM, ERROR, OK, cme, integer, lines, parse_params, set_params
+from tools.sim.dialect import CME_NO_SIM, CME_SIM_BUSY, ERROR, OK, ParamError, cme, integer, lines, parse_params, set_params
 
 
 class Basic(Part):
@@ -42,14 +43,32 @@ class Basic(Part):
         return lines("+IPR: 0") + OK if kind == "read" else OK
 
     def cfun(self, kind, args):
+        core = self.core
         if kind == "read":
-            return lines("+CFUN: 1") + OK
+            return lines("+CFUN: %d" % self._fun) + OK
         if kind == "set":
             p = parse_params(args)
-            if len(p) == 2 and integer(p[1]) == 1:     # AT+CFUN=1,1: restart
-                self.core.after(lambda: self.core.boot(trained=True))
+            if not 1 <= len(p) <= 2:
+                raise ParamError("CFUN takes fun[,rst]")
+            fun = integer(p[0])
+            if fun not in (0, 1, 4):
+                raise ParamError("fun is 0, 1 or 4")
+            if len(p) == 2 and integer(p[1], 0, 1) == 1:     # AT+CFUN=1,1: restart
+                core.after(lambda: core.boot(trained=True))
+                return OK
+            self._fun = fun
+            if fun == 1:                # the radio is back after the OK, the network after it
+                core.after(lambda: core.flight_mode(False))
+            else:                       # 0 (minimum) and 4 (flight mode): the radio is off
+                core.flight_mode(True)
+                urc = core.personality.detach_urc
+                if urc:
+                    core.after(lambda: core.emit(lines(urc)))
             return OK
         return ERROR
+
+    def reset(self):
+        self._fun = 1
 
     def reset_cmd(self, kind, args):
         self.core.after(lambda: self.core.boot(trained=True))
@@ -58,7 +77,12 @@ class Basic(Part):
     def cpin(self, kind, args):
         if kind != "read":
             return ERROR
-        return lines("+CPIN: READY") + OK if self.core.net.sim else cme(CME_NO_SIM)
+        net = self.core.net
+        if not net.sim:
+            return cme(CME_NO_SIM)
+        if net.sim_busy_now:            # the SIM is still starting (Air780, after boot)
+            return cme(CME_SIM_BUSY)
+        return lines("+CPIN: READY") + OK
 
     def csq_cmd(self, kind, args):
         if kind != "exec":

@@ -1,6 +1,7 @@
 """The module's core: its UART (a TCP socket, paced at the emulated baud rate), its CPU loop
-(one thread that owns all module state), its power (autobaud, restart, power cycle), its
-personality (version string, limits) and the tables the parts fill: commands and faults.
+(one thread that owns all module state), its power (autobaud, restart, power cycle, and
+what the module prints at boot and on registering), its personality (the family played:
+personality.py) and the tables the parts fill: commands and faults.
 
 Design: the CPU thread takes command lines from the UART input buffer and events (broker
 packets, connect/HTTP results, timers, injected faults) from a time-ordered queue, so
@@ -23,30 +24,9 @@ import time
 from tools.proc import Started
 from tools.sim.dialect import ERROR, OK, ParamError, lines
 from tools.sim.net import close_socket
+from tools.sim.personality import Personality
 
-
-class Personality:
-    """The module family played: the version string AT+CGMR reports and the limits. Only the
-    Air724UG is played here; another family (Air780E, Air780EP) is a subclass with its own
-    figures (and its parts may add or drop commands by it).
-
-    version: the whole string, or just the firmware number ("V401853", "409"), which is
-    put into the family's pattern."""
-
-    family = "Air724UG"
-    default_version = "AirM2M_Air724UG_V409_LTE_AT"
-    mpub_max = 2384          # largest decoded AT+MPUB message on Air724 firmware
-    mpubex_max = 10240       # largest AT+MPUBEX payload
-    mconfig_max = 256        # clientid / user / password, each
-    url_max = 500
-    line_max = 16384         # command line buffer (inferred; an escaped 2384-byte MPUB fits)
-
-    def __init__(self, version=None, mpubex_max=None):
-        version = self.default_version if version is None else str(version)
-        m = re.fullmatch(r"V?(\d+)", version)
-        self.version = "AirM2M_%s_V%s_LTE_AT" % (self.family, m.group(1)) if m else version
-        if mpubex_max is not None:
-            self.mpubex_max = mpubex_max
+__all__ = ["Core", "Part", "Personality"]
 
 
 class Part:
@@ -132,6 +112,7 @@ class Core(Started):
         self._hush = False                   # a muted command runs: its output is lost
         self._after = []
         self._triggers = []                  # [prefix, nth, kind, args, kwargs]
+        self._boots = 0                      # power-ons so far: a later one cancels the chatter
         self.trained = False
         self.echo = True
 
@@ -194,6 +175,7 @@ class Core(Started):
     # ----- power ----------------------------------------------------------------------
     def power_on(self, trained):
         """Everything a restart forgets, in the core and in every part."""
+        self._boots += 1
         self.trained = trained
         self.echo = True
         self.net.power_on(time.monotonic())
@@ -201,15 +183,61 @@ class Core(Started):
             part.reset()
 
     def boot(self, trained):
-        """Start over on the CPU thread. trained=True: a restart (autobaud kept, `RDY` and
-        `+CPIN: ...` announce it); False: a power cycle (silent until AT trains it)."""
+        """Start over on the CPU thread. trained=True: a restart (autobaud kept; the family's
+        restart lines announce it: `RDY`, `+CPIN: ...` on an Air724); False: a power cycle
+        (an Air724 is silent until AT trains it, an Air780 prints `RDY`)."""
         with self._cv:
             self._abort = False
             self._inbuf.clear()
         self.power_on(trained)
-        if trained:
-            self.emit(lines("RDY"))
-            self.emit(lines("+CPIN: READY" if self.net.sim else "+CPIN: NOT INSERTED"))
+        self.announce(trained)
+
+    def announce(self, trained):
+        """What the module prints by itself after a power-on: the boot lines now, the
+        network's once it registers (a later power-on or flight mode cancels those)."""
+        p = self.personality
+        if trained and p.banner:
+            self.emit(lines(p.banner))
+        for line in (p.restart_lines if trained else p.power_up_lines):
+            if line.startswith("+CPIN"):
+                line = "+CPIN: READY" if self.net.sim else "+CPIN: NOT INSERTED"
+            self.emit(lines(line))
+        self.registration_chatter()
+
+    def registration_chatter(self):
+        """The family's network lines (and +NITZ) once the network takes the module: at the
+        moment attach completes (attach_after seconds), at once for an attach counted in polls
+        (at the first power-on, before anyone listens: lost)."""
+        p = self.personality
+        if not (p.network_lines or p.nitz):
+            return
+        boots = self._boots
+
+        def registered():
+            if boots != self._boots or not self.net.sim or not self.net.radio:
+                return
+            out = [lines(x) for x in p.network_lines]
+            nitz = p.nitz_line()
+            if nitz:
+                out.append(lines(nitz))
+            self.emit(b"".join(out))
+        delay = self.net.attach_at - time.monotonic()
+        if delay > 0:
+            self.post(registered, delay)
+        else:                           # an attach counted in polls: registered now
+            registered()
+
+    def flight_mode(self, on):
+        """AT+CFUN=0/4 (on): the radio goes, and with it the network; AT+CFUN=1 (off): the
+        radio comes back and attach starts over."""
+        if on:
+            self._boots += 1                 # registration lines still due are void
+            self.net.radio = False
+            self.lose_network(urc=None)
+        elif not self.net.radio:
+            self.net.radio = True
+            self.net.restart_attach(self.net.attach_after)
+            self.registration_chatter()
 
     def lose_network(self, urc):
         """The PDP context is gone: the URC (if any), the bearer, and every part's network."""

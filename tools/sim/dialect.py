@@ -7,6 +7,7 @@ import re
 
 CME_NOT_ALLOWED = 3
 CME_NO_SIM = 10
+CME_SIM_BUSY = 14
 CME_FAILED = 767
 
 

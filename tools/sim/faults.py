@@ -38,17 +38,21 @@ class Faults(Part):
         self.core.slowdown = seconds
 
     def reboot(self):
-        """Module restart: `RDY`, `+CPIN: READY`; all state lost, echo on, still trained."""
+        """Module restart: the family's restart lines (`RDY`, `+CPIN: READY` on an Air724);
+        all state lost, echo on, still trained."""
         self.core.boot(trained=True)
 
     def power_cycle(self):
         """Power off and on: silent, autobaud needed again, all state lost."""
         self.core.boot(trained=False)
 
-    def pdp_loss(self, down=2, urc="+PDP: DEACT"):
-        """`+PDP: DEACT` (or urc=`+PDP DEACT`, `+CGEV: NW PDN DEACT 1`, `+SAPBR 1: DEACT`);
-        bearer and link gone (`CLOSED` too when a link was up); CGATT? answers 0 for `down`
-        polls (int) or seconds (float)."""
+    def pdp_loss(self, down=2, urc=None):
+        """The family's URC (`+PDP: DEACT` on an Air724, `+CGEV: NW PDN DEACT 1` on an Air780;
+        or urc=`+PDP DEACT`, `+SAPBR 1: DEACT`, ...); bearer and link gone (an Air724 prints
+        `CLOSED` too when a link was up); CGATT? answers 0 for `down` polls (int) or seconds
+        (float)."""
+        if urc is None:
+            urc = self.core.personality.pdp_urc
         net = self.core.net
         net.pdp_lost = True
         net.restart_attach(down)

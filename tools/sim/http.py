@@ -1,17 +1,27 @@
 """The module's HTTP client: HTTPINIT / HTTPPARA / HTTPDATA / HTTPACTION / HTTPREAD /
-HTTPTERM, a real HTTP(S) request made in a helper thread and reported by the
+HTTPTERM, HTTPSSL, a real HTTP(S) request made in a helper thread and reported by the
 `+HTTPACTION: <method>,<status>,<length>` URC. Hosts under aliyuncs.com go to the local
-cloud's auth endpoint (auth_url, its path put in front); module statuses: 601 network
-error (no bearer, connection failed), 603 DNS error, 604 busy.
+cloud's auth endpoint: an https:// URL (or AT+HTTPSSL=1) to its HTTPS twin (auths_url), with
+the TLS settings of the family's HTTP SSL context (153 on the Air780 family) as they are
+when HTTPACTION is sent, so seclevel 1 verifies the server (net.py); a plain URL, or https://
+when no auths_url is given and nothing is to be verified, to auth_url (the path put in
+front). Module statuses: 601 network error (no bearer, connection failed), 603 DNS error,
+604 busy, 605 the TLS channel could not be set up (a failed handshake: a certificate that
+does not verify, or no CA to verify with), 606 a TLS error after the handshake.
+
+605 for a certificate that does not verify, not 606: the manual's words are "SSL channel
+setup failed" (605) and "SSL communication alert error" (606). Verifying the server is part
+of setting up the channel; the module refuses before any alert comes from the server.
 """
 import http.client
+import socket
 import ssl
 import time
 from urllib.parse import urlsplit
 
 from tools.sim.core import Part
 from tools.sim.dialect import CME_NOT_ALLOWED, ERROR, OK, cme, decode_escapes, integer, lines, set_params
-from tools.sim.net import resolve, tls_context
+from tools.sim.net import TLSSetupError, close_socket, resolve
 
 # HTTPPARA tags the module takes without doing anything with them here
 _IGNORED_TAGS = ("CID", "TIMEOUT", "REDIR", "BREAK", "BREAKEND", "PROIP", "PROPORT")
@@ -24,16 +34,25 @@ class Http(Part):
 
     OPTIONS = {"auth_url": None, "auths_url": None, "http_delay": 0.0, "http_timeout": 20.0}
     COMMANDS = {"+HTTPINIT": "init", "+HTTPTERM": "term", "+HTTPPARA": "para", "+HTTPDATA": "data",
-                "+HTTPACTION": "action", "+HTTPREAD": "read"}
+                "+HTTPACTION": "action", "+HTTPREAD": "read", "+HTTPSSL": "httpssl"}
 
     def __init__(self, core, **options):
         super().__init__(core, **options)
-        if self.auth_url:
-            self.auth_url = self.auth_url.rstrip("/")
+        for name in ("auth_url", "auths_url"):
+            if getattr(self, name):
+                setattr(self, name, getattr(self, name).rstrip("/"))
         self._http = None               # dict while HTTPINIT is active
+        self._ssl = 0                   # AT+HTTPSSL
 
     def reset(self):
         self._http = None
+        self._ssl = 0
+
+    def httpssl(self, kind, args):
+        if kind == "read":
+            return lines("+HTTPSSL: %d" % self._ssl) + OK
+        self._ssl = integer(set_params(kind, args, 1)[0], 0, 1)
+        return OK
 
     def network_lost(self):
         http = self._http
@@ -110,14 +129,24 @@ class Http(Part):
         if not core.net.bearer_open:
             core.after(lambda: self._done(http, token, method, 601, b""))
             return OK
+        settings = None
+        if self._ssl or http["url"].lower().startswith("https:"):
+            context = core.personality.http_ssl_context
+            try:
+                settings = core.net.tls_settings(context)
+            except TLSSetupError as e:      # nothing to verify with: no channel
+                core.net.tls_refused(context, urlsplit(http["url"]).hostname or "", e)
+                core.after(lambda: self._done(http, token, method, 605, b""))
+                return OK
         req = (method, http["url"], list(http["headers"]), http["data"])
         start = time.monotonic()
-        core.after(lambda: core.spawn(self._thread, "vmodule-http", http, token, req, start))
+        core.after(lambda: core.spawn(self._thread, "vmodule-http", http, token, req, settings, start))
         return OK
 
-    def _thread(self, http, token, req, start):
+    def _thread(self, http, token, req, settings, start):
         method, url, headers, data = req
-        status, body = request(method, url, headers, data, self.auth_url, self.http_timeout)
+        status, body = request(method, url, headers, data, (self.auth_url, self.auths_url),
+                               self.http_timeout, settings, self.core.net)
         wait = max(0.0, self.http_delay - (time.monotonic() - start))
         self.core.post(lambda: self._done(http, token, method, status, body), wait)
 
@@ -141,8 +170,10 @@ class Http(Part):
         return lines("+HTTPREAD: %d" % len(body)) + body + OK
 
 
-def request(method, url, headers, data, auth_url, timeout):
-    """Perform the module's HTTP request; returns (status, body)."""
+def request(method, url, headers, data, bases, timeout, tls=None, net=None):
+    """Perform the module's HTTP request; returns (status, body). bases: (auth_url,
+    auths_url) of the local cloud; tls: the SSL context's settings (Net.tls_settings) when
+    the request goes over TLS, None for plain HTTP; net: the Net that makes the handshake."""
     try:
         u = urlsplit(url)
     except ValueError:
@@ -153,37 +184,54 @@ def request(method, url, headers, data, auth_url, timeout):
     if u.query:
         path += "?" + u.query
     where = resolve(u.hostname)
+    auth_url, auths_url = bases
     if where == "cloud":
-        if not auth_url:
+        if tls is not None and auths_url:
+            base = auths_url
+        elif tls is not None and tls[1] > 0:    # an endpoint that could never be verified
+            net.tls_refused(tls[0], u.hostname, "no HTTPS endpoint to verify (auths_url)")
+            return 605, b""
+        else:
+            base, tls = auth_url, None  # plain HTTP, or its stand-in for an unverified https://
+        if not base:
             return 603, b""
-        base = urlsplit(auth_url)
-        scheme, thost, tport = base.scheme, base.hostname, base.port
-        path = base.path.rstrip("/") + path
+        b = urlsplit(base)
+        thost, tport = b.hostname, b.port
+        path = b.path.rstrip("/") + path
     elif where == "local":
-        scheme, thost, tport = u.scheme, "127.0.0.1", u.port
+        thost, tport = "127.0.0.1", u.port or (443 if u.scheme == "https" else 80)
     else:
         return 603, b""
     try:
-        if scheme == "https":
-            conn = http.client.HTTPSConnection(thost, tport, timeout=timeout, context=tls_context())
-        else:
-            conn = http.client.HTTPConnection(thost, tport, timeout=timeout)
-        try:
-            verb = ("GET", "POST", "HEAD")[method]
-            conn.putrequest(verb, path, skip_host=True, skip_accept_encoding=True)
-            conn.putheader("Host", u.netloc)
-            names = set()
-            for h in headers:
-                name, _, value = h.partition(":")
-                names.add(name.strip().lower())
-                conn.putheader(name.strip(), value.strip())
-            if method == 1 and "content-length" not in names:
-                conn.putheader("Content-Length", str(len(data)))
-            conn.endheaders(data if method == 1 and data else None)
-            resp = conn.getresponse()
-            body = resp.read() if method != 2 else b""
-            return resp.status, body
-        finally:
-            conn.close()
-    except (OSError, http.client.HTTPException, ssl.SSLError):
+        sock = socket.create_connection((thost, tport), timeout=timeout)
+    except OSError:
         return 601, b""
+    if tls is not None:
+        try:
+            sock = net.tls_wrap(tls, sock, u.hostname)
+        except (OSError, ssl.SSLError):
+            close_socket(sock)
+            return 605, b""
+    conn = http.client.HTTPConnection(thost, tport, timeout=timeout)
+    conn.sock = sock
+    try:
+        verb = ("GET", "POST", "HEAD")[method]
+        conn.putrequest(verb, path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", u.netloc)
+        names = set()
+        for h in headers:
+            name, _, value = h.partition(":")
+            names.add(name.strip().lower())
+            conn.putheader(name.strip(), value.strip())
+        if method == 1 and "content-length" not in names:
+            conn.putheader("Content-Length", str(len(data)))
+        conn.endheaders(data if method == 1 and data else None)
+        resp = conn.getresponse()
+        body = resp.read() if method != 2 else b""
+        return resp.status, body
+    except ssl.SSLError:
+        return 606, b""
+    except (OSError, http.client.HTTPException):
+        return 601, b""
+    finally:
+        conn.close()

@@ -3,7 +3,10 @@ SSLMIPSTART, MIPCLOSE), the session (MCONNECT, MDISCONNECT, MQTTSTATU, PINGREQ o
 publishing (MPUB, MPUBEX), subscriptions (MSUB, MUNSUB) and downlinks (`+MSUB` pushed, or
 cached and read with MQTTMSGGET, by MQTTMSGSET), plus the link's faults (closed,
 lost_session). Broker hosts under aliyuncs.com go to the local cloud (mqtt_addr for
-MIPSTART, mqtts_addr for SSLMIPSTART).
+MIPSTART, mqtts_addr for SSLMIPSTART). SSLMIPSTART takes the TLS settings of the family's
+MQTT SSL context (88 on the Air780 family, AT+SSLCFG) as they are when it is sent: with
+seclevel 1 the broker's certificate is verified (net.py), and a failed handshake is
+`STATE: TCP CLOSED` + `CONNECT FAIL` like a refused connection (inferred).
 
 Written here, not with paho, because the module opens the TCP/TLS link (MIPSTART) and sends
 CONNECT (MCONNECT) as two separate steps, and must never reconnect or retransmit on its own.
@@ -12,9 +15,12 @@ Where the dialect documents are silent (inferred):
 - MIPSTART always answers OK first, then one of CONNECT OK / ALREADY CONNECT /
   `STATE: <s>` + CONNECT FAIL (s: IP INITIAL no bearer, PDP DEACT after a PDP loss,
   TCP CLOSED refused or unknown host); a second MIPSTART while connecting: +CME ERROR: 3.
-- MQTT commands need the bearer (SAPBR=1,1) like HTTP does (mqtt_needs_bearer=True).
+- On an Air724, MQTT commands need the bearer (SAPBR=1,1) like HTTP does
+  (mqtt_needs_bearer=True); an Air780 connects over its default PDP context (capture).
 - A refused CONNACK: OK, ERROR, and the link is closed without a CLOSED line.
-- PDP loss / SIM removal with a link up: the URC, then CLOSED.
+- PDP loss / SIM removal with a link up: the URC, then CLOSED (Air724); the Air780 family
+  prints only the URC and its MIPCLOSE still answers OK (vendor example).
+- A downlink longer than the family's msub_max is not delivered (inferred).
 - Cached downlinks: `+MSUB: <slot>` with slot 0..3; AT+MQTTMSGGET prints the kept messages
   oldest first as `+MSUB: <topic>,<len> byte,<payload>` (topic unquoted) and empties the cache.
 - MDISCONNECT sends DISCONNECT and closes the socket; MIPCLOSE afterwards still answers OK.
@@ -28,7 +34,7 @@ import time
 
 from tools.sim.core import Part
 from tools.sim.dialect import CME_FAILED, CME_NOT_ALLOWED, ERROR, OK, ParamError, b, cme, decode_escapes, integer, lines, set_params
-from tools.sim.net import close_socket, resolve, tls_context
+from tools.sim.net import TLSSetupError, close_socket, resolve
 
 
 # ---------------------------------------------------------------------------------------
@@ -122,12 +128,13 @@ class Mqtt(Part):
     the PINGREQ period (default: the MCONNECT keepalive), so that a test can see pings
     without waiting 30 s. mpubex: the command exists; mpubex_echo: it echoes the data (some
     firmware did so, even after ATE0); msgget_quote_topic: AT+MQTTMSGGET prints the topic
-    quoted (default unquoted)."""
+    quoted (default unquoted); mqtt_needs_bearer: MIPSTART needs AT+SAPBR=1,1 (default: the
+    family's)."""
 
     OPTIONS = {"mqtt_addr": None, "mqtts_addr": None, "connect_delay": 0.0, "connack_delay": 0.0,
                "suback_delay": 0.0, "puback_delay": 0.0, "idle_close": 5.0, "connack_timeout": 10.0,
                "connect_timeout": 10.0, "data_timeout": 10.0, "ping_interval": None, "mpubex": True,
-               "mpubex_echo": False, "msgget_quote_topic": False, "mqtt_needs_bearer": True}
+               "mpubex_echo": False, "msgget_quote_topic": False, "mqtt_needs_bearer": None}
     COMMANDS = {"+MCONFIG": "mconfig", "+MIPSTART": "mipstart", "+SSLMIPSTART": "sslmipstart",
                 "+MIPCLOSE": "mipclose", "+MCONNECT": "mconnect", "+MDISCONNECT": "mdisconnect",
                 "+MQTTSTATU": "mqttstatu", "+MSUB": "msub", "+MUNSUB": "munsub", "+MPUB": "mpub",
@@ -139,7 +146,9 @@ class Mqtt(Part):
         for name in ("mqtt_addr", "mqtts_addr"):
             addr = getattr(self, name)
             setattr(self, name, tuple(addr) if addr else None)
-        self.stats = {"pingreq": 0, "pingresp": 0, "published": 0, "downlinks": 0}
+        if self.mqtt_needs_bearer is None:
+            self.mqtt_needs_bearer = core.personality.mqtt_needs_bearer
+        self.stats = {"pingreq": 0, "pingresp": 0, "published": 0, "downlinks": 0, "downlinks_lost": 0}
         self.connack_code = None    # return code of the last CONNACK (None: none yet)
         self.link = None
 
@@ -169,9 +178,12 @@ class Mqtt(Part):
     def network_lost(self):
         had_link = self.link is not None and self.link.alive
         self._close_quietly()
-        self._mip_open = False
-        if had_link:
-            self.core.emit(lines("CLOSED"))     # (inferred) the socket reports its loss too
+        if self.core.personality.closed_on_pdp_loss:
+            self._mip_open = False
+            if had_link:
+                self.core.emit(lines("CLOSED"))     # (inferred) the socket reports its loss too
+        elif had_link:
+            self._mip_open = True               # AT+MIPCLOSE answers OK (vendor example)
 
     @property
     def state(self):
@@ -236,16 +248,25 @@ class Mqtt(Part):
         if state:
             core.after(lambda: core.emit(lines("STATE: " + state, "CONNECT FAIL")))
             return OK
+        settings = None
+        if tls:
+            try:
+                settings = net.tls_settings(core.personality.mqtt_ssl_context)
+            except TLSSetupError as e:      # nothing to verify with: the handshake fails
+                net.tls_refused(core.personality.mqtt_ssl_context, host, e)
+                core.after(lambda: core.emit(lines("STATE: TCP CLOSED", "CONNECT FAIL")))
+                return OK
         token = object()
         self._connecting = token
         start = time.monotonic()
-        core.after(lambda: core.spawn(self._connect_thread, "vmodule-connect", token, host, port, tls, start))
+        core.after(lambda: core.spawn(self._connect_thread, "vmodule-connect", token, host, port, settings, start))
         return OK
 
     def sslmipstart(self, kind, args):
         return self.mipstart(kind, args, tls=True)
 
-    def _connect_thread(self, token, host, port, tls, start):
+    def _connect_thread(self, token, host, port, settings, start):
+        tls = settings is not None
         where = resolve(host)
         if where == "cloud":
             addr = self.mqtts_addr if tls else self.mqtt_addr
@@ -257,7 +278,7 @@ class Mqtt(Part):
                 sock = socket.create_connection(addr, timeout=self.connect_timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if tls:
-                    sock = tls_context().wrap_socket(sock, server_hostname=host)
+                    sock = self.core.net.tls_wrap(settings, sock, host)
                 sock.settimeout(5.0)
             except (OSError, ssl.SSLError):
                 if sock is not None:
@@ -533,6 +554,10 @@ class Mqtt(Part):
         return OK
 
     def _downlink(self, topic, payload):
+        limit = self.core.personality.msub_max
+        if limit is not None and len(payload) > limit:
+            self.stats["downlinks_lost"] += 1       # more than the module can hold (inferred)
+            return
         self.stats["downlinks"] += 1
         if self.msg_mode == 0:
             self.core.emit(b'\r\n+MSUB: "' + topic + b'",' + b"%d byte," % len(payload) + payload + b"\r\n")
