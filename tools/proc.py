@@ -30,6 +30,21 @@ class Started:
         self.stop()
 
 
+def read_lines(stream, into, cv, echo=None):
+    """Collect a child's output (a binary pipe) line by line, decoded and without the
+    newline, into the list `into`, notifying the condition `cv` at each line and at the end;
+    echo(line) shows each one live. Returns at end of file (run it in a thread)."""
+    for raw in stream:
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        with cv:
+            into.append(line)
+            cv.notify_all()
+        if echo:
+            echo(line)
+    with cv:
+        cv.notify_all()
+
+
 def stop(proc, grace_s=10):
     """SIGTERM, up to grace_s for it to exit, then SIGKILL. Returns the exit status."""
     if proc.poll() is None:

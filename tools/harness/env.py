@@ -16,7 +16,7 @@ import threading
 import time
 
 from tools.cloud.api import LocalCloud
-from tools.proc import ROOT, Started, micropython_bin
+from tools.proc import ROOT, Started, micropython_bin, read_lines
 from tools.proc import stop as stop_process
 from tools.sim import VirtualModule
 
@@ -70,15 +70,7 @@ class Firmware:
         return self
 
     def _read(self):
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            with self._cv:
-                self.lines.append(line)
-                self._cv.notify_all()
-            if self.echo:
-                self.echo(line)
-        with self._cv:
-            self._cv.notify_all()
+        read_lines(self.proc.stdout, self.lines, self._cv, self.echo)
 
     def wait_log(self, match, timeout=30.0, since=0):
         """The first log line (from index `since`) containing `match` (or for which
