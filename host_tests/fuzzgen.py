@@ -78,6 +78,7 @@ URC_LINES = (
     b"CLOSED", b"+PDP: DEACT", b"+PDP DEACT", b"+CGEV: NW PDN DEACT 1", b"+SAPBR 1: DEACT", b"+CGEV: ME PDN ACT 1",
     b"RDY", b"+CREG: 1", b'+CEREG: 1,"1A2B","0C3D4E5F",7', b"SMS Ready", b"+CTZV: 24/05/01,12:00:00,+32",
     b"+NITZ: 2024/05/01,12:00:00+32,0", b"^MODE: 17,17", b"+BOOM: 1", b"+QXYZ: 3", b"+MSUB: 2",
+    b"+CPIN: SIM REMOVED", b"+CPIN: READY",
 )
 STRAY_FINALS = (b"OK", b"SUBACK", b"PUBACK", b"+HTTPACTION: 1,200,5", b"ERROR", b"CONNECT OK")
 STRAY_ECHOES = (b"AT+CSQ", b"AT", b"AT+MIPCLOSE", b"ATE0")
@@ -176,8 +177,6 @@ def driver_event(line):
         name = "reboot"
     elif b"DEACT" in line and _starts(line, (b"+PDP", b"+CGEV", b"+SAPBR")):
         name = "pdp_deact"
-    elif line.startswith(b"+CPIN") and b"READY" not in line:
-        name = "sim_removed"
     return (name, line.decode()) if name else None
 
 
@@ -488,8 +487,8 @@ def flood(rng, ctx, ms, avoid):
         elif k == 1:
             data = garbage(rng, ctx, overlong=False)
             it = Item("garbage", [data], bare=lines_of(data))
-        elif k == 2:
-            it = downlink(rng, ctx, n=rng.rand(0, 40), gaps=False)
+        elif k == 2:  # sometimes long: the deadline falls inside its payload
+            it = downlink(rng, ctx, n=rng.rand(0, 40) if rng.chance(85) else min(rng.rand(41, 2000), ctx.dl_max), gaps=False)
         else:
             it = Item("gap", [rng.rand(1, 3)])
         items.append(it)
@@ -516,12 +515,17 @@ class Reply:
     def chat(self, n=None):
         for it in chatter(self.rng, self.ctx, self.left, self.cmd.aborts, self.where, n):
             self.put(it)
+        if self.ctx.mode == "driver" and self.rng.chance(3):  # more downlinks than one wait may hold
+            for _ in range(self.rng.rand(3, 6)):
+                it = downlink(self.rng, self.ctx, n=self.rng.rand(self.ctx.dl_max * 3 // 4, self.ctx.dl_max), gaps=False)
+                if it.ms <= self.left:
+                    self.put(it)
 
     def line(self, kind, line, **kw):
         self.put(Item(kind, split(self.rng, b"\r\n" + line + b"\r\n", 10), line=line, **kw))
 
     def prompt(self, text):
-        self.put(Item("prompt", [text]))
+        self.put(Item("prompt", split(self.rng, text, 3)))
         if self.ctx.echo:
             self.put(Item("dataecho", split(self.rng, self.cmd.data, 10)))
 
@@ -608,7 +612,7 @@ def publish(rng, ctx):
     else:  # binary: AT+MPUBEX, written at the '>' prompt
         p = payload(rng, rng.rand(0, 300))
         i = rng.rand(0, len(p))
-        p = p[:i] + b"\x00" + p[i:]
+        p = (b" " if rng.chance(15) else b"") + p[:i] + b"\x00" + p[i:]  # a space first: like the prompt's own
         c = Cmd("publish", b'AT+MPUBEX="' + t.encode() + b'",%d,0,%d' % (qos, len(p)), timeout=ACK_MS, data=p, aborts=LINK_LOST, args=(t, p, qos))
         c.then = (b"PUBACK",) if qos else None
     r = Reply(rng, ctx, c)
@@ -863,6 +867,7 @@ class Run:
         self.events = []
         self.want_events = []
         self.want_trunc = 0
+        self.sim_lost = False
         self.dropped = 0
         self.checked = 0  # downlinks verified
         self.commands = 0
@@ -937,6 +942,13 @@ class Run:
         if it.line is not None:
             if self.driver:
                 ev = driver_event(it.line)
+                if it.line.startswith(b"+CPIN"):  # READY is news only after the SIM was lost
+                    if b"READY" not in it.line:
+                        self.sim_lost = True
+                        ev = ("sim_removed", it.line.decode())
+                    elif self.sim_lost:
+                        self.sim_lost = False
+                        ev = ("sim_ready", it.line.decode())
                 if ev:
                     self.want_events.append(ev)
             elif _starts(it.line, RAW_PREFIXES):
@@ -1269,6 +1281,9 @@ class Report:
         self.streams = 0
         self.commands = 0
         self.downlinks = 0
+        self.dropped = 0  # downlinks the driver dropped past its budget (as it may)
+        self.timeouts = 0
+        self.truncated = 0
         self.first = {}  # property -> (stream, step, message, count)
         self.order = []
 
@@ -1276,6 +1291,10 @@ class Report:
         self.streams += 1
         self.commands += run.commands
         self.downlinks += run.checked
+        if run.driver:
+            self.dropped += run.modem.stats["downlinks_dropped"]
+        self.timeouts += run.at.stats.get("timeouts", 0)
+        self.truncated += run.want_trunc
         for p, st, msg in failures:
             if p not in self.first:
                 self.first[p] = [stream, st, msg, 0]
@@ -1286,8 +1305,9 @@ class Report:
         return bool(self.order)
 
     def summary(self):
-        return "%d streams, %d commands, %d downlinks checked, %d properties failed%s" % (
-            self.streams, self.commands, self.downlinks, len(self.order), (": " + " ".join(self.order)) if self.order else "")
+        return "%d streams, %d commands (%d timed out), %d downlinks checked (%d dropped past the budget), %d truncated items, %d properties failed%s" % (
+            self.streams, self.commands, self.timeouts, self.downlinks, self.dropped, self.truncated, len(self.order),
+            (": " + " ".join(self.order)) if self.order else "")
 
     def text(self, shrink_budget=300, sabotage=None):
         out = [self.summary()]

@@ -15,18 +15,18 @@ def _run(mode, count):
 
 
 def test_driver_streams():
-    _run("driver", 130)
+    _run("driver", 100)
 
 
 def test_engine_streams():
-    _run("engine", 130)
+    _run("engine", 120)
 
 
 def test_same_streams_under_both_interpreters():
     # the generator's own PRNG: these CRCs of what three engine streams send hold under
     # CPython and MicroPython (engine streams: no driver constant changes them)
     got = [digest(stream_for(stream_seed(7, i), "engine")) for i in range(3)]
-    assert got == [534686332, 1423073573, 1166312066], got
+    assert got == [1905467457, 3588339089, 3970132632], got
 
 
 def test_garbage_can_never_hold_a_frame():
@@ -53,5 +53,5 @@ def test_the_checks_catch_broken_receive_paths():
     for sabotage, mode, prop in (("dup", "driver", "delivery"), ("no_events", "driver", "events"),
                                  ("no_counted", "engine", "delivery"), ("no_counted", "driver", "answer"),
                                  ("slow_clock", "engine", "deadline"), ("slow_clock", "driver", "clock")):
-        rep = run_many(11, 30, mode, sabotage=sabotage)
+        rep = run_many(11, 20, mode, sabotage=sabotage)
         assert prop in rep.order, (sabotage, mode, rep.summary())
