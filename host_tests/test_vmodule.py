@@ -838,7 +838,7 @@ def test_air780_boot_sim_busy_and_registration_chatter(host):
 
 
 def test_flight_mode(host):
-    vm, h = host(bearer=False, personality="air780ep", attach_after=0)
+    vm, h = host(bearer=False, personality="air780e", attach_after=0)
     h.cmd("AT+CFUN=4")
     h.expect(ok() + line(b"+CGEV: ME DETACH"))
     h.cmd("AT+CFUN?")
@@ -847,9 +847,15 @@ def test_flight_mode(host):
     h.expect(ok(b"+CGATT: 0"))
     h.cmd("AT+CFUN=1")
     h.expect(ok() + line(b"^MODE: 17,17") + line(b"+E_UTRAN Service") + line(b"+CGEV: ME PDN ACT 1"))
-    assert re.fullmatch(rb"\r\n\+NITZ: \d\d/\d\d/\d\d,\d\d:\d\d:\d\d\+32,0\r\n", h.until(b",0\r\n"))
+    assert re.fullmatch(rb"\r\n\+NITZ: \d{4}/\d\d/\d\d,\d\d:\d\d:\d\d\+0,0\r\n", h.until(b",0\r\n"))
     h.cmd("AT+CGATT?")
     h.expect(ok(b"+CGATT: 1"))
+    vm, h = host(bearer=False, personality="air780ep", attach_after=0)
+    h.cmd("AT+CFUN=0")                                    # the Air780EP's guide shows no URC
+    h.expect(ok())
+    h.cmd("AT+CFUN=1")
+    h.expect(ok() + line(b"^MODE: 17,17") + line(b"+E_UTRAN Service") + line(b"+CGEV: ME PDN ACT 1"))
+    assert re.fullmatch(rb"\r\n\+NITZ: \d\d/\d\d/\d\d,\d\d:\d\d:\d\d\+32,0\r\n", h.until(b",0\r\n"))
     vm, h = host(bearer=False)                            # an Air724 says nothing more
     h.cmd("AT+CFUN=0")
     h.expect(ok())
@@ -959,3 +965,25 @@ def test_verified_https_takes_the_auth_server_and_refuses_another_ca(cloud, host
     vm, h = host(personality="air780ep", attach_after=0)  # no HTTPS endpoint to verify: refused
     trust(h, read_pem(cloud.ca_file), ctx=153)
     assert https_post(h) == line(b"+HTTPACTION: 1,605,0")
+
+
+def test_cli_plays_the_family_asked_for():
+    p = subprocess.Popen([sys.executable, "-m", "tools.sim", "--personality", "air780ep", "--attach-after", "0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        port = int(p.stdout.readline().decode().strip().rpartition(":")[2])
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b'AT\rAT+CGMR\rAT+SSLCFG="seclevel",88,1\r')
+        want = (b'AT\r\r\nOK\r\nAT+CGMR\r\r\n+CGMR: "AirM2M_780EP_V1007_LTE_AT"\r\n\r\nOK\r\n'
+                b'AT+SSLCFG="seclevel",88,1\r\r\nOK\r\n')
+        got = b""
+        s.settimeout(3)
+        while len(got) < len(want):
+            got += s.recv(4096)
+        assert got == want
+        s.close()
+    finally:
+        p.terminate()
+        assert p.wait(5) == 0
+        p.stdout.close()
+        p.stderr.close()

@@ -80,7 +80,7 @@ class Basic(Part):
         net = self.core.net
         if not net.sim:
             return cme(CME_NO_SIM)
-        if net.sim_busy_now:            # the SIM is still starting (Air780, after boot)
+        if net.poll_sim_busy():         # the SIM is still starting (Air780, after boot)
             return cme(CME_SIM_BUSY)
         return lines("+CPIN: READY") + OK
 

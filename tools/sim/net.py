@@ -24,8 +24,8 @@ class TLSSetupError(Exception):
 
 class Net:
     """sim: a SIM card is in. attach_after: an int = AT+CGATT? answers 0 that many polls
-    after power-up; a float = that many seconds after it. sim_busy: seconds after power-up
-    during which AT+CPIN? answers +CME ERROR: 14 (SIM busy)."""
+    after power-up; a float = that many seconds after it. sim_busy: AT+CPIN? answers +CME
+    ERROR: 14 (SIM busy) after power-up for that many polls (an int) or seconds (a float)."""
 
     OPTIONS = {"sim": True, "attach_after": 0, "sim_busy": 0.0}
 
@@ -45,7 +45,9 @@ class Net:
         self.bearer_open = False
         self.bearer_ip = None
         self.pdp_lost = False           # the context went away (until the bearer reopens)
-        self.sim_ready_at = now + (self.sim_busy or 0.0)
+        busy = self.sim_busy or 0
+        self._busy_polls = busy if isinstance(busy, int) else 0
+        self.sim_ready_at = now + busy if isinstance(busy, float) else 0.0
         self.ssl = {}                   # AT+SSLCFG: context id -> {setting: value}
 
     def _restart_attach(self, down, now):
@@ -63,9 +65,14 @@ class Net:
         """When a timed attach completes (monotonic seconds; 0 for one counted in polls)."""
         return self._attach_at
 
-    @property
-    def sim_busy_now(self):
-        return self.sim and time.monotonic() < self.sim_ready_at
+    def poll_sim_busy(self):
+        """AT+CPIN? once: is the SIM still busy (each poll counts one of the polls to wait)?"""
+        if not self.sim:
+            return False
+        if self._busy_polls > 0:
+            self._busy_polls -= 1
+            return True
+        return time.monotonic() < self.sim_ready_at
 
     @property
     def attached(self):

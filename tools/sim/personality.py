@@ -112,8 +112,10 @@ class Air780EP(Air780E):
     tag = "780EP"
     default_version = "AirM2M_780EP_V1007_LTE_AT"
 
+    mpub_max = 4100          # the Air780EP MQTT guide (and the command page)
     msub_max = 4100          # the Air780EP MQTT guide
     nitz = "%y/%m/%d,%H:%M:%S+32,0"
+    detach_urc = None        # its SIM guide's AT+CFUN=0 prints only OK
 
 
 PERSONALITIES = {cls.name: cls for cls in (Personality, Air780E, Air780EP)}
