@@ -9,7 +9,7 @@ import time
 
 from firmware import __version__
 from firmware.aliyun import Topics
-from tools.harness.env import DEMO, SimEnv
+from tools.harness.env import CA_NAME, DEMO, SimEnv
 
 PK, DN = DEMO["productKey"], DEMO["deviceName"]
 T = Topics(PK, DN)
@@ -123,7 +123,7 @@ def test_dynamic_registration_store_reuse_and_already_active(cloud):
         cloud_dev = [d for d in cloud.device_list() if d["deviceName"] == dn][0]
         assert stored == {"product_key": DYN_PK, "device_name": dn, "device_secret": cloud_dev["deviceSecret"]}
         assert cloud_dev["active"]
-        assert sorted(os.listdir(env.workdir)) == ["config.json", "secret.json"]  # no temp file left
+        assert sorted(os.listdir(env.workdir)) == sorted([CA_NAME, "config.json", "secret.json"])  # no temp file left
         assert cloud_dev["deviceSecret"] not in fw.text() and DYN_PS not in fw.text()
 
         # second start: the stored secret is used, no registration
