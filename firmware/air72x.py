@@ -40,6 +40,7 @@ _CONNECT_MS = const(30000)  # MIPSTART/SSLMIPSTART until CONNECT OK
 _CONNACK_MS = const(15000)
 _ACK_MS = const(15000)  # SUBACK / PUBACK
 _INBOX_BYTES = const(16384)  # downlink bytes held while one command waits
+_QUIET_MS = const(30)  # no byte this long: the module has stopped sending for now
 _SIM_BUSY_MS = const(10000)  # SIM busy (+CME ERROR: 14) after boot: ask again for this long
 
 # URCs that mean the module rebooted or lost its SIM: every command stops waiting
@@ -106,7 +107,8 @@ class Air72x:
             at.on(p, self._on_pdp)
         at.on(b"RDY", self._on_rdy)
         at.on(b"+CPIN", self._on_cpin)
-        for p in (b"SUBACK", b"UNSUBACK", b"PUBACK", b"CONNACK", b"CONNECT OK", b"OK", b"+HTTPACTION"):
+        at.on(b"PUBACK", self._on_puback)
+        for p in (b"SUBACK", b"UNSUBACK", b"CONNACK", b"CONNECT OK", b"OK", b"+HTTPACTION"):
             at.on(p, self._on_late)
         for p in _CHATTER:
             at.on(p, self._on_chatter)
@@ -122,6 +124,7 @@ class Air72x:
         self._sim_lost = False
         self._inbox = []
         self._inbox_bytes = 0
+        self.pubacks = 0  # PUBACKs that came as URCs (QoS 1 publishes sent with wait=False)
         self._events = []
         self.stats = {"downlinks": 0, "downlinks_dropped": 0, "published": 0, "acked": 0, "events": 0, "chatter": 0}
 
@@ -380,15 +383,18 @@ class Air72x:
             raise ValueError("payload: %d bytes is over the module's %d-byte limit" % (n, PAYLOAD_MAX))
         return topic, payload
 
-    def mqtt_publish(self, topic, payload, qos=0):
-        """Publish; returns after OK (QoS 0) or PUBACK (QoS 1). A payload the quoted
+    def mqtt_publish(self, topic, payload, qos=0, wait=True):
+        """Publish; returns after OK (QoS 0) or PUBACK (QoS 1). wait=False: a QoS 1 publish
+        returns at OK too, and its PUBACK counts in self.pubacks when it comes (the module
+        takes the next QoS 1 message only after it; the link waits without blocking, so a
+        burst of downlinks is delivered meanwhile instead of piling up). A payload the quoted
         AT+MPUB cannot carry as it is (a control byte the module's line editing would act
         on, bytes that are not UTF-8, or too long once escaped) goes through AT+MPUBEX."""
         topic, payload = self.check_publish(topic, payload, qos)
         if isinstance(payload, str):
             payload = payload.encode()
         n = len(payload)
-        then = b"PUBACK" if qos else None
+        then = b"PUBACK" if qos and wait else None
         body = escape(payload)
         text_ok = len(body) <= MPUB_MAX and (not body or min(body) >= 32) and b"\x7f" not in body
         if text_ok:
@@ -411,7 +417,7 @@ class Air72x:
             cmd = 'AT+MPUBEX="%s",%d,0,%d' % (topic, qos, n)
             self._mqtt(cmd, then, data=payload, label="AT+MPUBEX")
         self.stats["published"] += 1
-        if qos:
+        if then:
             self.stats["acked"] += 1
 
     def _mqtt(self, cmd, then, data=None, label=None):
@@ -421,6 +427,13 @@ class Air72x:
             self.at.cmd(cmd, then=(then,) if then else None, data=data, label=label, timeout=_ACK_MS, abort=_LINK_LOST)
         except ATAbort as e:
             raise ModemError("%s: link lost (%s)" % (e.cmd, e.line), "link")
+
+    def receiving(self):
+        """Bytes came within the last _QUIET_MS: the module is sending (a burst of
+        downlinks, say). A command sent now would have its answer queued behind all of
+        them, and the whole burst would land inside that one wait."""
+        at = self.at
+        return 0 <= ticks_diff(at.ticks(), at.rx_at) < _QUIET_MS
 
     def mqtt_status(self):
         """0 offline, 1 connected, 2 TCP up without an MQTT session."""
@@ -529,6 +542,9 @@ class Air72x:
             self._on_rdy(b"RDY", None)
             return
         log.debug(_TAG, "module says %s", text(line[:60]))
+
+    def _on_puback(self, line, payload):
+        self.pubacks += 1
 
     def _on_late(self, line, payload):
         log.debug(_TAG, "late reply %s", text(line[:40]))

@@ -142,7 +142,7 @@ class AT:
         self._p_out = None  # ... a bytearray of its own when it is longer than the buffer
         self._p_have = 0  # ... bytes of it in _p_out (or skipped, when not kept)
         self._p_keep = True  # False: skip the payload by count, deliver nothing
-        self._rx_at = 0  # ticks of the last read that brought bytes
+        self.rx_at = 0  # ticks of the last read that brought bytes
         self._more = False  # parsing stopped at a command's final: the rest is still to parse
         self._urcs = []  # [(prefix, handler(line, payload))]
         self._counted = []  # [(prefix, terminator, most)]
@@ -165,6 +165,7 @@ class AT:
         self._data = None  # body to write at the DOWNLOAD / '>' prompt
         self._edata = None  # that body, being matched against the module's echo of it
         self._epos = 0  # ... bytes matched so far
+        self._prompted = False  # the '>' came last: a space may still follow it
         self.data_echo = None  # learned: the module echoes prompt data (None: not known yet)
         self.lines = []  # information lines of the last command (kept after an error too)
         self.final = b""  # final line of the last command (b"": none yet)
@@ -310,7 +311,7 @@ class AT:
         if not n:
             self._stalled()
             return False
-        self._rx_at = self.ticks()
+        self.rx_at = self.ticks()
         self._tail += n
         self._parse()
         return True
@@ -323,7 +324,7 @@ class AT:
         if not n:
             self._stalled()
             return False
-        self._rx_at = self.ticks()
+        self.rx_at = self.ticks()
         self._p_have += n
         if self._p_have == self._p_n:
             self._p_out = None
@@ -332,7 +333,7 @@ class AT:
 
     def _stalled(self):
         """No byte came: a counted payload that has been silent for payload_ms is given up."""
-        if self._p_hdr is not None and ticks_diff(self.ticks(), self._rx_at) >= self.payload_ms:
+        if self._p_hdr is not None and ticks_diff(self.ticks(), self.rx_at) >= self.payload_ms:
             self.stats["truncated"] += 1
             have = self._p_have if self._p_out is not None or not self._p_keep else self._tail - self._head
             log.warn(_TAG, "counted payload stalled: %d of %d bytes came; dropped", have, self._p_n)
@@ -364,13 +365,13 @@ class AT:
         while True:
             head = self._head
             tail = self._tail
-            if head >= tail:
-                self._head = self._tail = 0
-                return
-            if self._p_hdr is not None:  # a counted payload is arriving
+            if self._p_hdr is not None:  # a counted payload is arriving (or an empty one is done)
                 if not self._payload(head, tail):
                     return
                 continue
+            if head >= tail:
+                self._head = self._tail = 0
+                return
             if self._edata is not None:  # our own data may come back first
                 if not self._match_echo(head, tail):
                     return
@@ -394,8 +395,11 @@ class AT:
                     return  # the header is still arriving
             if nl < 0:
                 if self._data is not None and buf[head] == 62:  # '>' prompt, no line end
-                    self._head = tail
+                    self._head = head + 1
+                    if head + 1 < tail and buf[head + 1] == 32:
+                        self._head = head + 2
                     self._send_data()
+                    self._prompted = head + 1 == tail  # its space may be in the next read
                 return
             end = nl
             while end > head and buf[end - 1] == 13:
@@ -440,6 +444,12 @@ class AT:
         buffered was echo (wait for more)."""
         d = self._edata or b""
         pos = self._epos
+        if self._prompted:  # the '>' prompt's trailing space, in a read of its own
+            self._prompted = False
+            if self._buf[head] == 32:  # the module's prompt is "> "
+                self._head = head = head + 1
+                if head == tail:
+                    return False
         if pos == 0:  # first byte: is an echo coming at all?
             first = d[0] if d else 0
             if first == 13 or first == 10:  # could be the reply: go by what the module does
@@ -525,7 +535,7 @@ class AT:
         self._p_have = 0
         self._p_keep = keep
         self._p_out = None
-        self._rx_at = self.ticks()
+        self.rx_at = self.ticks()
 
     def _payload(self, head, tail):
         """The pending counted item's payload from the buffer. True: done with it."""

@@ -26,7 +26,8 @@
 # How long step() may block (the bound on the app's loop): one phase, i.e. the sum of the
 # AT deadlines of the commands that phase sends; a failing command ends the phase at once.
 # With the driver's deadlines (firmware/air72x.py) the worst cases are:
-#   up      one PUBACK wait (15 s) + the rest of the flush budget (flush_ms) + MQTTSTATU 5 s
+#   up      one publish until its OK (15 s) + the rest of the flush budget (flush_ms) +
+#           MQTTSTATU 5 s (a PUBACK is never waited for inside a step)
 #   module  autobaud 20 x 0.3 s + 4 commands x 5 s = 26 s
 #   attach  CGATT? 5 s, or the bearer: 2 x 5 s + SAPBR=1,1 30 s + SAPBR=2,1 5 s = 45 s
 #   auth    HTTPINIT..HTTPTERM: 5+5+5+25 + HTTPACTION 60 + HTTPREAD 60 + 5 = 165 s
@@ -52,6 +53,7 @@ _TAG = "link"
 _ATTACH_MS = const(120000)  # attach must happen within this, else flight mode, then a reset
 _ATTACH_POLL_MS = const(1000)
 _FLUSH_MS = const(200)  # a step() starts no new outbox publish after this long
+_ACK_MS = const(15000)  # a QoS 1 publish without its PUBACK this long: the session is gone
 _SILENT_MS = const(90000)  # no answer from the module this long: the reset pin is pulsed
 _STABLE_MS = const(30000)  # up this long: the backoff starts from the bottom again
 _AUTODBAUD_TRIES = const(20)
@@ -115,6 +117,8 @@ class Link:
         self._creds = None
         self._unverified = False  # said once: this module cannot verify TLS servers
         self._inflight = False  # a QoS 1 publish is waiting for its PUBACK
+        self._pubacks = 0  # modem.pubacks when it was sent
+        self._ack_due = now  # ... and when its PUBACK is overdue
         self._last_rx = now
         self._up_since = now
         self._down_since = now
@@ -319,30 +323,41 @@ class Link:
 
     def _flush(self):
         """Send queued QoS 1 messages in order until the outbox is empty or flush_ms is
-        spent; each leaves the outbox only after its PUBACK."""
+        spent; each leaves the outbox only after its PUBACK. The PUBACK is not waited for
+        inside a command: the publish ends at OK and its PUBACK comes as a URC, taken in by
+        the next steps, so downlinks keep being delivered meanwhile."""
         m = self.modem
         start = self.ticks()
         while self.state == UP:
+            now = self.ticks()
+            if self._inflight:
+                if m.pubacks == self._pubacks:
+                    if ticks_diff(now, self._ack_due) >= 0:
+                        raise ModemError("no PUBACK within %d ms: session lost" % _ACK_MS, "link")
+                    break  # not yet: the next step looks again
+                self._inflight = False
+                self.outbox.pop()  # only after PUBACK
+                self.counters["acked"] += 1
+                self._last_rx = now
+                if ticks_diff(now, start) >= self.flush_ms:
+                    break
             head = self.outbox.peek()
-            if head is None:
+            if head is None or m.receiving():  # a burst coming in: send when it is over
                 break
             topic, payload = head
             self.counters["sent"] += 1
             self._inflight = True
+            self._pubacks = m.pubacks
             try:
-                m.mqtt_publish(topic, payload, 1)
+                m.mqtt_publish(topic, payload, 1, False)
             except ValueError as e:  # never sendable: do not block the queue behind it
                 self._inflight = False
                 self.outbox.pop()
                 self.counters["rejected"] += 1
                 log.error(_TAG, "dropped a queued message for %s: %s", topic, e)
                 continue
-            self._inflight = False
-            self.outbox.pop()  # only after PUBACK
-            self.counters["acked"] += 1
-            self._last_rx = self.ticks()
-            if ticks_diff(self._last_rx, start) >= self.flush_ms:
-                break
+            self._ack_due = ticks_add(self.ticks(), _ACK_MS)
+            m.poll()  # a PUBACK that came with the OK
 
     # ------------------------------------------------------------------ failures
     def _goto(self, state):
@@ -357,6 +372,9 @@ class Link:
         if state == UP:
             self._down_since = self.ticks()
             self.counters["reconnects"] += 1
+            if self._inflight:  # its PUBACK never came: the message stays at the head
+                self._inflight = False
+                self.counters["unacked"] += 1
 
     def _enter(self, state):
         """The entry action of a phase."""
@@ -397,9 +415,6 @@ class Link:
 
     def _fail(self, e):
         """Pick the phase that repairs `e` and when to try it."""
-        if self._inflight:  # the PUBACK never came: the message stays at the head
-            self._inflight = False
-            self.counters["unacked"] += 1
         kind, state, delay = self._classify(e)
         self._count(kind)
         self._dirty = True

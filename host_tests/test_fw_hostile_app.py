@@ -21,6 +21,8 @@ def link_up(script=()):
     modem.at.ticks, modem.at.sleep = clock.ticks, clock.sleep
     cfg = check({"product_key": PK, "device_name": DN, "device_secret": "s" * 32})
     link = Link(modem, cfg, aliyun.Topics(PK, DN))
+    link.ticks = clock.ticks  # one clock for the link and the engine
+    link._last_rx = link._up_since = link._next = clock.ticks()
     link.state = UP
     modem.mqtt_connected = True
     modem.bearer_up = True
@@ -76,3 +78,52 @@ def test_subscribe_checks_the_topic_but_allows_wildcards():
     raises(TypeError, link.subscribe, 5)
     link.subscribe("/%s/%s/user/#" % (PK, DN))
     assert uart.done()
+
+
+def _msub(topic, payload):
+    return b'\r\n+MSUB: "' + topic + b'",%d byte,' % len(payload) + payload + b"\r\n"
+
+
+def test_a_qos1_publish_does_not_hold_downlinks_until_its_puback():
+    # the module answers OK, then a burst of downlinks, then the PUBACK: the downlinks reach
+    # the app while the message waits for its PUBACK, never piled up inside one command
+    got = []
+    pub = b'AT+MPUB="' + TOPIC.encode() + b'",1,0,"m"\r'
+    get = ("/%s/%s/user/get" % (PK, DN)).encode()
+    burst = b"".join(_msub(get, b"d%03d" % i + b"." * 300) for i in range(80))  # 26 KB
+    link, modem, uart = link_up([(pub, [OK, 40, burst, 40, b"\r\nPUBACK\r\n"])])
+    link.on_message = lambda t, p: got.append(p[:4])
+    link.publish(TOPIC, "m", 1)
+    for _ in range(2000):
+        link.step()
+        modem.at.sleep(1)
+        if link.counters["acked"]:
+            break
+    assert uart.done() and link.counters["acked"] == 1 and len(link.outbox) == 0
+    assert got == [b"d%03d" % i for i in range(80)] and modem.stats["downlinks_dropped"] == 0
+
+
+def test_no_new_publish_is_sent_while_the_module_is_sending():
+    pub = b'AT+MPUB="' + TOPIC.encode() + b'",1,0,"m"\r'
+    link, modem, uart = link_up([(pub, [OK, b"\r\nPUBACK\r\n"])])
+    link.on_message = lambda t, p: None
+    link.publish(TOPIC, "m", 1)
+    uart.feed(_msub(("/%s/%s/user/get" % (PK, DN)).encode(), b"x"))
+    link.step()  # the downlink just came: the publish waits for a quiet line
+    assert bytes(uart.written) == b"" and len(link.outbox) == 1
+    modem.at.sleep(40)
+    link.step()
+    assert uart.done() and link.counters["acked"] == 1
+
+
+def test_a_puback_that_never_comes_takes_the_link_down_and_keeps_the_message():
+    pub = b'AT+MPUB="' + TOPIC.encode() + b'",1,0,"m"\r'
+    link, modem, uart = link_up([(pub, OK)])
+    link.publish(TOPIC, "m", 1)
+    link.step()
+    assert link.up and len(link.outbox) == 1
+    link.status_ms = 60000  # no MQTTSTATU probe in between (unscripted here)
+    modem.at.sleep(15000)
+    link.step()
+    assert not link.up and len(link.outbox) == 1 and link.counters["unacked"] == 1
+    assert link.counters["faults"].get("link") == 1
