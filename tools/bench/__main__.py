@@ -14,6 +14,8 @@ of this folder:
   connect  connect.py  power-up to subscribed, both flows, against the sum of the module's
                        reply delays; AT commands sent
   sign     sign.py     one sign with hashlib and with the pure-Python fallback (micropython)
+  burst    burst.py    a burst of downlinks through the whole app at 115200 baud: sent,
+                       reached the module, delivered to the app (each once, in order)
 common.py holds what the host-side ones share.
 Benchmarks, not tests: nothing here fails CI; the table says which targets were met on the
 machine it ran on (timings are noisy on a shared machine: ratios are measured within one
@@ -176,6 +178,16 @@ def connect_rows(con):
                    "overhead < 5%", yes(c["overhead_frac"] < 0.05))
 
 
+def burst_rows(b):
+    for c in b.get("cases") or ():
+        if c.get("delivered") is None:
+            continue
+        yield ("Downlink burst: %d x %d B back to back at %d baud, QoS 1 telemetry meanwhile" % (c["n"], c["size"], b["baud"]),
+               "%d delivered of %d sent (%s reached the module, %s dropped, %d twice, in order: %s)" % (
+                   c["delivered"], c["sent"], c["at_module"], c["dropped"], c["duplicates"], "yes" if c["in_order"] else "no"),
+               "all of them", yes(c["delivered"] == c["sent"] and not c["duplicates"]))
+
+
 def sign_rows(sg):
     for meth, (hw, fb) in sg["methods"].items():
         yield ("Sign %s" % meth, "hashlib %.3f ms%s" % (hw, "; pure-Python fallback %.2f ms" % fb if fb is not None else ""),
@@ -184,7 +196,7 @@ def sign_rows(sg):
 
 # (benchmark, its name in an error row, its rows), in the table's order
 TABLE = (("at", "Receive path", at_rows), ("memory", "Memory", memory_rows), ("wire", "Wire", wire_rows),
-         ("connect", "Connect", connect_rows), ("sign", "Sign", sign_rows))
+         ("connect", "Connect", connect_rows), ("sign", "Sign", sign_rows), ("burst", "Burst", burst_rows))
 
 
 def table(m, res):
@@ -241,6 +253,11 @@ def write_md(path, m, res, started, took):
         "(ticks_ms); the virtual module paces its UART at baud/10 bytes/s both ways. The limit is the exact bytes "
         "written and read in that window (from the module's log) at baud/10 bytes/s, plus the module's PUBACK "
         "delay per QoS 1 message.",
+        "- **Downlink burst** (tools/bench/burst.py): main.py from .mpy against the virtual module (UART paced at "
+        "115200 baud) and the local cloud, sending QoS 1 telemetry five times a second; one console connection "
+        "publishes N downlinks back to back (QoS 1 at the broker). Counted: what the virtual module put on its "
+        "UART, what the link took in and dropped (its stats line), and the sequence numbers the app logged, "
+        "each once and in order.",
         "- **Time to connected** (tools/bench/connect.py): main.py from .mpy, timed from the interpreter's spawn "
         "to the log line `link: mqtt -> up` (printed right after SUBACK), with the module's realistic delays; "
         "overhead = total - the sum of the delays the module was configured to take (each command's reply delay, "
@@ -271,7 +288,7 @@ def write_md(path, m, res, started, took):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
-    ap.add_argument("--only", default="at,sign,wire,connect,memory")
+    ap.add_argument("--only", default="at,sign,wire,connect,memory,burst")
     ap.add_argument("--quick", action="store_true", help="fewer messages and runs (a smoke run)")
     ap.add_argument("--json", help="also write every figure here")
     a = ap.parse_args(argv)
@@ -290,7 +307,7 @@ def main(argv=None):
         elif name == "sign":
             res[name] = run_sign(a.quick)
             print(res[name]["output"])
-        elif name in ("memory", "wire", "connect"):
+        elif name in ("memory", "wire", "connect", "burst"):
             res[name] = run_json(name, q, 900)
         print("bench: %s done in %.0f s" % (name, time.monotonic() - t), flush=True)
     took = time.monotonic() - t0
