@@ -119,3 +119,24 @@ def test_a_man_in_the_middle_auth_server_is_refused(mitm):
         assert auth, "no HTTPS handshake with the auth server"
         assert all(h[:3] == (153, AUTH_HOST, True) and h[3] for h in auth)  # verified: refused
         assert mitm.stats()["auth"]["requests"] == before["auth"]["requests"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "firmware: dynamic registration (register.provision, before the link starts) posts to the "
+    "auth server before any CA is on the module, so the request goes out unverified and the "
+    "man in the middle would be handed the new DeviceSecret"))
+def test_a_man_in_the_middle_registration_server_is_refused(mitm):
+    before = mitm.stats()
+    device = {"productKey": "a1DynRegPk1", "deviceName": "dyn-mitm-%d" % (time.time() * 1000), "deviceSecret": None}
+    with SimEnv(cloud=mitm, device=device, cfg={"product_secret": "DynRegProductSecret00000000000001"},
+                personality="air780ep") as env:
+        vm = env.vm
+        assert vm.wait_command("AT+HTTPACTION=1", timeout=40)
+        deadline = time.monotonic() + 15
+        while not any(h[1] == AUTH_HOST for h in vm.handshakes) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        auth = [h for h in vm.handshakes if h[1] == AUTH_HOST]
+        assert auth, "no HTTPS handshake with the auth server"
+        assert all(h[:3] == (153, AUTH_HOST, True) and h[3] for h in auth)  # verified: refused
+        assert mitm.stats()["auth"]["requests"] == before["auth"]["requests"]
+        assert not os.path.exists(os.path.join(env.workdir, "secret.json"))
