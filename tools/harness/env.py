@@ -1,9 +1,10 @@
-"""The simulated world for end-to-end runs: the local cloud, a virtual Air724 module, and
-the real firmware (main.py) under the `micropython` interpreter, in a work directory that
-plays the board's flash (config.json lives there). Used by `make sim` (demo.py), the
-end-to-end tests, the soak and the benchmarks.
+"""The simulated world for end-to-end runs: the local cloud, a virtual module (an Air724UG
+unless personality= names another family), and the real firmware (main.py) under the
+`micropython` interpreter, in a work directory that plays the board's flash (config.json
+and the local cloud's CA live there). Used by `make sim` (demo.py), the end-to-end tests,
+the soak and the benchmarks.
 
-    with SimEnv(flow="http") as env:          # cloud + module up, firmware running
+    with SimEnv(flow="http", personality="air780e") as env:   # cloud + module up, firmware running
         env.firmware.wait_log("link: mqtt -> up")
         env.cloud.wait_uplink(lambda t, p: t == env.topics["update"])
 """
