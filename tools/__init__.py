@@ -5,6 +5,8 @@
                and its console                                             python -m tools.cloud.console
     harness/   the worlds wired to the real firmware under micropython:
                make sim, the soak, the virtual board for mpremote          python -m tools.harness.demo
+    board/     the board tier: the firmware on an emulated Raspberry Pi Pico (the real
+               rp2 port) next to the local cloud and a virtual module        make board
     bench/     the benchmarks (make bench)                                 python -m tools.bench
     sign.py    the user's tools: offline credentials and AT script         python -m tools.sign
     deploy.py  ... the firmware onto a board (make deploy)                 python -m tools.deploy
