@@ -3,10 +3,12 @@
 # MQTT connect/subscribe/publish, downlinks, and link events. It knows nothing of Aliyun.
 #
 # Downlinks and link events are queued when they arrive (possibly in the middle of another
-# command) and handed to on_message / on_event from poll() after every read, never from
-# inside a command, so a handler may itself publish. While a command waits, downlinks queue
-# against a byte budget (_INBOX_BYTES); only a single wait that receives more than that
-# drops (the oldest, counted in stats["downlinks_dropped"]).
+# command) and handed to on_message / on_event from poll() after every read, so a handler
+# may itself send commands. While a command waits, downlinks queue against a byte budget
+# (_INBOX_BYTES); when one wait receives more than that (the module's answer can be queued
+# behind a whole burst), the oldest are handed to on_message from inside the wait instead
+# of being dropped (counted in stats["early"]): a handler must then not send AT commands
+# itself (Link.publish and Link.subscribe defer theirs; a direct one gets a ModemError).
 from firmware import log
 from firmware.at import AT, escape, ints, quoted, text
 from firmware.errors import ATAbort, ATError, ATTimeout, ModemError
@@ -40,7 +42,7 @@ _CONNECT_MS = const(30000)  # MIPSTART/SSLMIPSTART until CONNECT OK
 _CONNACK_MS = const(15000)
 _ACK_MS = const(15000)  # SUBACK / PUBACK
 _INBOX_BYTES = const(16384)  # downlink bytes held while one command waits
-_QUIET_MS = const(30)  # no byte this long: the module has stopped sending for now
+_QUIET_MS = const(30)  # no downlink this long: a burst of them is over
 _SIM_BUSY_MS = const(10000)  # SIM busy (+CME ERROR: 14) after boot: ask again for this long
 
 # URCs that mean the module rebooted or lost its SIM: every command stops waiting
@@ -125,8 +127,9 @@ class Air72x:
         self._inbox = []
         self._inbox_bytes = 0
         self.pubacks = 0  # PUBACKs that came as URCs (QoS 1 publishes sent with wait=False)
+        self._dl_at = None  # ticks of the last downlink
         self._events = []
-        self.stats = {"downlinks": 0, "downlinks_dropped": 0, "published": 0, "acked": 0, "events": 0, "chatter": 0}
+        self.stats = {"downlinks": 0, "downlinks_dropped": 0, "published": 0, "acked": 0, "events": 0, "chatter": 0, "early": 0}
 
     # ------------------------------------------------------------------ bring-up
     def start(self, attach_ms=_ATTACH_MS):
@@ -428,12 +431,16 @@ class Air72x:
         except ATAbort as e:
             raise ModemError("%s: link lost (%s)" % (e.cmd, e.line), "link")
 
+    def busy(self):
+        """No command can be sent now (one waits, or this is a handler inside the receive
+        path)."""
+        return self.at.busy()
+
     def receiving(self):
-        """Bytes came within the last _QUIET_MS: the module is sending (a burst of
-        downlinks, say). A command sent now would have its answer queued behind all of
-        them, and the whole burst would land inside that one wait."""
-        at = self.at
-        return 0 <= ticks_diff(at.ticks(), at.rx_at) < _QUIET_MS
+        """A downlink came within the last _QUIET_MS: the module may be in a burst of them.
+        A command sent now would have its answer queued behind all of them, and the whole
+        burst would land inside that one wait."""
+        return self._dl_at is not None and 0 <= ticks_diff(self.at.ticks(), self._dl_at) < _QUIET_MS
 
     def mqtt_status(self):
         """0 offline, 1 connected, 2 TCP up without an MQTT session."""
@@ -468,13 +475,17 @@ class Air72x:
         while self._inbox:
             topic, payload = self._inbox.pop(0)
             self._inbox_bytes -= len(payload)
-            if self.on_message is None:
-                log.warn(_TAG, "downlink on %s (%d bytes) with no on_message handler", topic, len(payload))
-                continue
-            try:
-                self.on_message(topic, payload)
-            except Exception as e:
-                log.error(_TAG, "on_message(%s) failed: %s", topic, log.err(e))
+            self._hand(topic, payload)
+
+    def _hand(self, topic, payload):
+        if self.on_message is None:
+            self.stats["downlinks_dropped"] += 1
+            log.warn(_TAG, "downlink on %s (%d bytes) with no on_message handler", topic, len(payload))
+            return
+        try:
+            self.on_message(topic, payload)
+        except Exception as e:
+            log.error(_TAG, "on_message(%s) failed: %s", topic, log.err(e))
 
     def _event(self, name, line):
         self.stats["events"] += 1
@@ -498,13 +509,14 @@ class Air72x:
         else:  # unquoted topic
             topic = header[header.find(b":") + 1 : header.rfind(b",")].strip()
         self.stats["downlinks"] += 1
+        self._dl_at = self.at.ticks()
         self._inbox_bytes += len(payload)
         self._inbox.append((text(topic), payload))
         while self._inbox_bytes > _INBOX_BYTES and len(self._inbox) > 1:
-            old = self._inbox.pop(0)
+            old = self._inbox.pop(0)  # one wait received more than the budget: hand it over now
             self._inbox_bytes -= len(old[1])
-            self.stats["downlinks_dropped"] += 1
-            log.error(_TAG, "one wait received over %d bytes of downlinks: dropped the oldest, on %s", _INBOX_BYTES, old[0])
+            self.stats["early"] += 1
+            self._hand(old[0], old[1])
 
     def _on_closed(self, line, payload):
         self.mqtt_connected = False

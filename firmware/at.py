@@ -144,6 +144,7 @@ class AT:
         self._p_keep = True  # False: skip the payload by count, deliver nothing
         self.rx_at = 0  # ticks of the last read that brought bytes
         self._more = False  # parsing stopped at a command's final: the rest is still to parse
+        self._parsing = False  # inside _parse (URC handlers run there)
         self._urcs = []  # [(prefix, handler(line, payload))]
         self._counted = []  # [(prefix, terminator, most)]
         self.idle = None  # called while waiting (feed a watchdog)
@@ -200,6 +201,8 @@ class AT:
         label = label or (command if isinstance(command, str) else text(command))
         if self._active:
             raise ModemError("%s sent while %s is in flight" % (label, self._label))
+        if self._parsing:  # from a handler called by the receive path: it is mid-buffer
+            raise ModemError("%s sent from inside the receive path" % label)
         self.poll()  # whatever was already waiting is not this command's answer
         cmd = command.encode() if isinstance(command, str) else command
         self._label = label
@@ -282,6 +285,7 @@ class AT:
 
     # ---------------------------------------------------------------- receive path
     def _reset_rx(self):
+        self._parsing = False
         self._head = self._tail = 0
         self._more = False
         self._skip = 0
@@ -292,7 +296,11 @@ class AT:
         """Read what the UART has and parse it. False if nothing came."""
         if self._more:  # what followed the last final result: parse it before reading on
             self._more = False
-            self._parse()
+            self._parsing = True
+            try:
+                self._parse()
+            finally:
+                self._parsing = False
             return True
         if self._p_out is not None:  # a long payload: its bytes go straight to its buffer
             return self._fill_payload()
@@ -313,8 +321,17 @@ class AT:
             return False
         self.rx_at = self.ticks()
         self._tail += n
-        self._parse()
+        self._parsing = True
+        try:
+            self._parse()
+        finally:
+            self._parsing = False
         return True
+
+    def busy(self):
+        """A command waits, or the receive path is running (a handler called from it): a
+        new command cannot be sent now."""
+        return self._active or self._parsing
 
     def _fill_payload(self):
         out = self._p_out

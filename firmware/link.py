@@ -54,6 +54,7 @@ _ATTACH_MS = const(120000)  # attach must happen within this, else flight mode, 
 _ATTACH_POLL_MS = const(1000)
 _FLUSH_MS = const(200)  # a step() starts no new outbox publish after this long
 _ACK_MS = const(15000)  # a QoS 1 publish without its PUBACK this long: the session is gone
+_LATER_MAX = const(8)  # QoS 0 publishes a handler may ask for while a command waits
 _SILENT_MS = const(90000)  # no answer from the module this long: the reset pin is pulsed
 _STABLE_MS = const(30000)  # up this long: the backoff starts from the bottom again
 _AUTODBAUD_TRIES = const(20)
@@ -116,6 +117,7 @@ class Link:
         self._dirty = True
         self._creds = None
         self._unverified = False  # said once: this module cannot verify TLS servers
+        self._later = []  # (topic, payload) QoS 0 / (topic, qos) subscriptions asked while busy
         self._inflight = False  # a QoS 1 publish is waiting for its PUBACK
         self._pubacks = 0  # modem.pubacks when it was sent
         self._ack_due = now  # ... and when its PUBACK is overdue
@@ -180,6 +182,13 @@ class Link:
             self.counters["qos0_dropped"] += 1
             log.warn(_TAG, "link %s: QoS 0 message for %s not sent", self.state, topic)
             return False
+        if self.modem.busy():  # called by a handler while a command waits: the next step sends it
+            if len(self._later) >= _LATER_MAX:
+                self.counters["qos0_dropped"] += 1
+                log.warn(_TAG, "QoS 0 message for %s not sent: %d already wait for the module", topic, _LATER_MAX)
+                return False
+            self._later.append((topic, payload))
+            return True
         try:
             self.modem.mqtt_publish(topic, payload, 0)
             self.counters["qos0_sent"] += 1
@@ -197,7 +206,9 @@ class Link:
         qos_level(qos)
         if (topic, qos) not in self.subscriptions:
             self.subscriptions.append((topic, qos))
-        if self.state == UP:
+        if self.state == UP and self.modem.busy():  # from a handler: the next step does it
+            self._later.append((topic, qos))
+        elif self.state == UP:
             try:
                 self.modem.mqtt_subscribe(topic, qos)
             except Exception as e:
@@ -310,6 +321,13 @@ class Link:
         m.poll()
         if self.state != UP:
             return  # an event in poll() took the link down
+        while self._later and self.state == UP:  # what handlers asked for inside a command
+            topic, arg = self._later.pop(0)
+            if isinstance(arg, int):
+                m.mqtt_subscribe(topic, arg)
+            else:
+                m.mqtt_publish(topic, arg, 0)
+                self.counters["qos0_sent"] += 1
         now = self.ticks()
         if self._delay and ticks_diff(now, self._up_since) >= self.stable_ms:
             self._delay = 0  # stable: the next failure starts the backoff from the bottom
@@ -375,6 +393,10 @@ class Link:
             if self._inflight:  # its PUBACK never came: the message stays at the head
                 self._inflight = False
                 self.counters["unacked"] += 1
+            for _, arg in self._later:  # subscriptions are made again on connect
+                if not isinstance(arg, int):
+                    self.counters["qos0_dropped"] += 1
+            self._later = []
 
     def _enter(self, state):
         """The entry action of a phase."""

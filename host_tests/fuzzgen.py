@@ -872,6 +872,7 @@ class Run:
         self.checked = 0  # downlinks verified
         self.commands = 0
         self.in_cmd = False
+        self._early = 0  # modem.stats["early"] at the last on_message
         self.sleeps = 0
         self.step = -1
         self.slack = 3 + wire_ms(s.cmax)
@@ -920,8 +921,11 @@ class Run:
             raise ValueError("a URC handler's bug")
 
     def _on_message(self, topic, payload):
-        if self.in_cmd:
+        # inside a command only when that one wait received more than the budget: the
+        # oldest are handed over then instead of dropped (firmware/air72x.py, "early")
+        if self.in_cmd and self.modem.stats["early"] == self._early:
             self.fail("delivery", "on_message(%r) called inside a command" % topic)
+        self._early = self.modem.stats["early"]
         self.got.append(("msg", topic, payload))
         if self.sabotage == "dup":
             self.got.append(("msg", topic, payload))
@@ -1044,8 +1048,8 @@ class Run:
         for it in ex.live:
             if it.msg is not None and it.kind not in PROTO:
                 dl += len(it.msg[1])
-        for it in ex.live:
-            self.expect_item(it, self.driver and dl > INBOX_BUDGET)
+        for it in ex.live:  # past the budget the driver hands the oldest over early: none may be lost
+            self.expect_item(it)
 
     def _answer(self, c, ex, ret, exc, took):
         at = self.at

@@ -947,22 +947,35 @@ def test_downlink_without_handler_is_logged():
         release_log()
 
 
-def test_one_wait_over_the_byte_budget_drops_the_oldest_and_counts():
+def test_one_wait_over_the_byte_budget_hands_the_oldest_over_early_and_loses_none():
     n = 40
     body = b"x" * 500  # 40 x 500 B: more than the 16 KB one wait may hold
-    uart, m = modem([])
+    uart, m = modem([(b"AT+CSQ\r", [b"".join(msub(DN, b"m%02d" % i + body) for i in range(n)), lines(b"+CSQ: 9,9") + OK])])
     got = recorder(m)
-    uart.feed(b"".join(msub(DN, b"m%02d" % i + body) for i in range(n)))
-    for _ in range(1000):  # take everything in without delivering (as a long command would)
-        m.at.poll()
-        if not uart.any():
-            break
-    dropped = m.stats["downlinks_dropped"]
-    assert 0 < dropped < n
+    assert m.signal() == (9, 9)  # the whole burst came inside this one command's wait
+    early = m.stats["early"]
+    assert 0 < early < n and len(got) == early  # handed over inside the wait, in order
     m.poll()
-    assert m.stats["downlinks"] == n
-    assert len(got) + dropped == n
-    assert got == [("msg", "/pk/dn/user/get", b"m%02d" % i + body) for i in range(dropped, n)]  # the newest kept
+    assert m.stats["downlinks"] == n and m.stats["downlinks_dropped"] == 0
+    assert got == [("msg", "/pk/dn/user/get", b"m%02d" % i + body) for i in range(n)]
+
+
+def test_a_handler_inside_the_receive_path_cannot_send_a_command():
+    uart, m = modem([])
+    seen = []
+
+    def handler(topic, payload):
+        try:
+            m.signal()
+        except ModemError as e:
+            seen.append(str(e))
+
+    m.on_message = handler
+    m._on_msub(b'+MSUB: "/t",1', b"x")  # as the receive path calls it, mid-parse
+    m.at._parsing = True
+    m._hand("/t", b"x")
+    m.at._parsing = False
+    assert seen and "receive path" in seen[0] and bytes(uart.written) == b""
 
 
 def test_a_burst_read_by_poll_loses_nothing():

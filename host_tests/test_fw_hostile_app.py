@@ -127,3 +127,31 @@ def test_a_puback_that_never_comes_takes_the_link_down_and_keeps_the_message():
     link.step()
     assert not link.up and len(link.outbox) == 1 and link.counters["unacked"] == 1
     assert link.counters["faults"].get("link") == 1
+
+
+def test_a_handler_called_inside_a_command_may_publish_and_subscribe_through_the_link():
+    # a burst bigger than the budget inside one command's wait: the oldest downlinks reach
+    # the handler early; its QoS 0 answer and its subscription are sent by the next step
+    get = ("/%s/%s/user/get" % (PK, DN)).encode()
+    burst = b"".join(_msub(get, b"d%03d" % i + b"." * 400) for i in range(50))  # 20 KB
+    answer = b'AT+MPUB="' + TOPIC.encode() + b'",0,0,"pong"\r'
+    sub = b'AT+MSUB="/%s/%s/user/cmd",0\r' % (PK.encode(), DN.encode())
+    link, modem, uart = link_up([(b"AT+MQTTSTATU\r", [burst, b"\r\n+MQTTSTATU :1\r\n\r\nOK\r\n"]),
+                                 (answer, OK), (sub, [OK, b"\r\nSUBACK\r\n"])])
+    calls = []
+
+    def handler(topic, payload):
+        calls.append(modem.busy())
+        if len(calls) == 1:
+            assert link.publish(TOPIC, "pong", 0) is True
+            link.subscribe("/%s/%s/user/cmd" % (PK, DN))
+
+    link.on_message = handler
+    link.status_ms = 0  # the step asks AT+MQTTSTATU at once
+    link.step()
+    assert calls[0] is True and modem.stats["early"] > 0  # inside the wait, and not dropped
+    assert uart.written.count(b"AT+MPUB") == 0
+    link.status_ms = 60000
+    link.step()
+    assert uart.done() and len(calls) == 50 and modem.stats["downlinks_dropped"] == 0
+    assert link.counters["qos0_sent"] == 1

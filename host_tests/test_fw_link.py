@@ -114,6 +114,9 @@ class FakeModem:
     def receiving(self):
         return False
 
+    def busy(self):
+        return False
+
     def mqtt_status(self):
         self._call("mqtt_status")
         return self.status
