@@ -333,7 +333,10 @@ class Air72x:
             self.at.final = b"ALREADY CONNECT"  # a link is up: go on with MCONNECT
         if self.at.final.startswith(b"CONNECT FAIL"):
             state = text(b" ".join(self.at.lines)[:40])  # e.g. "STATE: IP INITIAL": no bearer
-            raise ModemError("%s to %s:%d: CONNECT FAIL %s(network, DNS, TLS or bearer)" % (start, host, port, state + " " if state else ""), "connect")
+            why = "network, DNS, TLS or bearer"
+            if tls and self.ca_loaded:
+                why += "; or the server's certificate did not verify against " + self.ca_loaded
+            raise ModemError("%s to %s:%d: CONNECT FAIL %s(%s)" % (start, host, port, state + " " if state else "", why), "connect")
         # a link event from here on (the engine stops at CONNECT OK, so a CLOSED in the same
         # read comes after this): the new connection is gone
         events = self.stats["events"]

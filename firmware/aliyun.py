@@ -49,6 +49,22 @@ def mqtt_host(cfg):
     return cfg.get("mqtt_host") or "%s.iot-as-mqtt.%s.aliyuncs.com" % (cfg["product_key"], cfg["region"])
 
 
+def load_ca(modem, cfg):
+    """Every TLS link (MQTT, and the HTTPS of auth and registration) checks the server:
+    the CA of cfg["ca"] goes to the module once per module boot. False: this module cannot
+    check (the caller says so); True otherwise, also with tls_verify off."""
+    if not cfg.get("tls_verify", True):
+        return True
+    if not modem.family()[4]:
+        return False
+    path = cfg["ca"]
+    if modem.ca_loaded != path:
+        with open(path, "rb") as f:  # checked at load (config.py): it exists and is PEM
+            pem = f.read()
+        modem.load_ca(path, pem)
+    return True
+
+
 def token_credentials(cfg, token):
     """(client_id, username, password, host, port) from an http_auth() token: MQTT goes to
     the host the platform named, unless config.json names one."""

@@ -38,9 +38,10 @@ DEFAULTS = {
     "client_id": None,  # default "{product_key}.{device_name}"
     "tls": True,
     "tls_verify": True,  # the module checks the server's certificate, where it can (Air780)
-    # the CAs it checks with (PEM on the board's flash): the Aliyun IoT Root CA and the
-    # GlobalSign Root CA, the pair Aliyun's own Python device SDK pins for its brokers
-    "ca": "firmware/aliyun-ca.pem",
+    # the CAs it checks with (PEM on the board's flash); null: the bundled aliyun-ca.pem
+    # beside the firmware (the Aliyun IoT Root CA and the GlobalSign Root CA, the pair
+    # Aliyun's own Python device SDK pins for its brokers)
+    "ca": None,
     "keepalive": 300,
     "apn": "CMIIOT",
     "mqtt_host": None,  # default "{product_key}.iot-as-mqtt.{region}.aliyuncs.com"
@@ -234,15 +235,26 @@ def _check(cfg, path):
     if cfg["reset_pin"] is not None:
         _pin(path, "reset_pin", cfg["reset_pin"])
     _check_uart(cfg["uart"], path)
-    if cfg["tls"] and cfg["tls_verify"]:
+    if cfg["tls_verify"]:  # MQTT over TLS, and HTTPS (auth, registration) whatever "tls" says
         _check_ca(cfg, path)
+
+
+def _bundled_ca():
+    """firmware/aliyun-ca.pem where the firmware itself was loaded from (a board's flash
+    root, or the repository on a PC whatever the current directory)."""
+    import firmware
+
+    here = getattr(firmware, "__file__", None) or "firmware/__init__.py"
+    return here[: here.rfind("/") + 1] + "aliyun-ca.pem"
 
 
 def _check_ca(cfg, path):
     """The CA file the module will verify the server with: there, PEM, small enough for the
     module's file system (read now so that a wrong path is said at start-up, not at every
     connect)."""
-    _text(cfg, path, "ca", 1, 120, None, "a file on the board's flash, e.g. firmware/aliyun-ca.pem")
+    if cfg["ca"] is None:
+        cfg["ca"] = _bundled_ca()
+    _text(cfg, path, "ca", 1, 255, None, "a file on the board's flash, e.g. firmware/aliyun-ca.pem")
     try:
         with open(cfg["ca"], "rb") as f:
             pem = f.read(16385)

@@ -15,8 +15,8 @@ STATUS = {
     602: "no memory",
     603: "DNS error",
     604: "stack busy",
-    605: "TLS handshake failed",
-    606: "TLS certificate error",
+    605: "SSL channel setup failed (also: the server's certificate did not verify)",
+    606: "SSL communication alert error",
 }
 
 

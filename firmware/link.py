@@ -56,6 +56,7 @@ _FLUSH_MS = const(200)  # a step() starts no new outbox publish after this long
 _ACK_MS = const(15000)  # a QoS 1 publish without its PUBACK this long: the session is gone
 _LATER_MAX = const(8)  # QoS 0 publishes a handler may ask for while a command waits
 _SILENT_MS = const(90000)  # no answer from the module this long: the reset pin is pulsed
+_FLIGHT_MS = const(5000)  # how long flight mode lasts before the radio comes back
 _STABLE_MS = const(30000)  # up this long: the backoff starts from the bottom again
 _AUTODBAUD_TRIES = const(20)
 _RECOVERY_KEEP = const(100)  # recovery times kept for stats()
@@ -238,6 +239,7 @@ class Link:
         m = self.modem
         if st == MODULE:
             m.ready(_AUTODBAUD_TRIES, self.flow)
+            self._verify(m)  # before the first HTTPS request (the "http" flow's auth) or TLS link
             self._goto(ATTACH)
             self._next = self.ticks()
         elif st == ATTACH:
@@ -284,8 +286,7 @@ class Link:
             cid, user, password, host, port = aliyun.token_credentials(self.cfg, self._token[:4])
         else:
             cid, user, password, host, port = aliyun.credentials(m, self.cfg)
-        if self.cfg["tls"]:
-            self._verify(m)
+        self._verify(m)
         creds = (cid, user, host, port)  # the password changes with every sign's timestamp
         if self._dirty or creds != self._creds:
             m.mqtt_disconnect()  # whatever the module still holds from before
@@ -301,20 +302,10 @@ class Link:
     def _verify(self, m):
         """TLS that checks the server: the CA goes to the module once per module boot; a
         module that cannot verify is said once, and the link goes on unverified."""
-        if not self.cfg.get("tls_verify", True):
-            return
-        if not m.family()[4]:
-            if not self._unverified:
-                self._unverified = True
-                log.warn(_TAG, "module %s cannot verify the server's certificate (no AT+SSLCFG): "
-                               "TLS is encrypted but unverified", log.safe(m.version, 64))
-            return
-        path = self.cfg["ca"]
-        if m.ca_loaded == path:
-            return
-        with open(path, "rb") as f:  # checked at load (config.py): it exists and is PEM
-            pem = f.read()
-        m.load_ca(path, pem)
+        if not aliyun.load_ca(m, self.cfg) and not self._unverified:
+            self._unverified = True
+            log.warn(_TAG, "module %s cannot verify the server's certificate (no AT+SSLCFG): "
+                           "TLS is encrypted but unverified", log.safe(m.version, 64))
 
     def _up(self):
         m = self.modem
@@ -487,6 +478,7 @@ class Link:
         self.counters["flight_mode"] += 1
         try:
             self.modem.at.cmd("AT+CFUN=4", timeout=10000)
+            self.modem.sleep(_FLIGHT_MS)  # the vendor's pause in flight mode
             self.modem.at.cmd("AT+CFUN=1", timeout=10000)
         except Exception as e:  # a module that cannot even do this gets the reset next time
             log.error(_TAG, "flight mode failed: %s", log.err(e))

@@ -17,7 +17,7 @@ import json
 import os
 import random
 
-from firmware import auth, log
+from firmware import aliyun, auth, log
 from firmware.errors import CloudError
 from firmware.port import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
@@ -142,6 +142,8 @@ def provision(modem, cfg, until=None):
     while until is None or not until():
         try:
             modem.start()
+            if not aliyun.load_ca(modem, cfg):  # the answer holds the new DeviceSecret
+                log.warn(_TAG, "this module cannot verify the registration server's certificate")
             modem.bearer_open(cfg.get("apn"))
             register(modem, cfg)
             return True

@@ -103,10 +103,6 @@ def test_a_man_in_the_middle_broker_is_refused(mitm, personality):
         assert "Traceback" not in fw.text()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "firmware: Link._verify (the CA onto the module, verification on) runs only before the MQTT "
-    "connect, so the http flow's auth request, which comes first, goes out unverified and the "
-    "device's sign reaches the man in the middle"))
 def test_a_man_in_the_middle_auth_server_is_refused(mitm):
     before = mitm.stats()
     with SimEnv(flow="http", cloud=mitm, personality="air780e") as env:
@@ -121,10 +117,6 @@ def test_a_man_in_the_middle_auth_server_is_refused(mitm):
         assert mitm.stats()["auth"]["requests"] == before["auth"]["requests"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "firmware: dynamic registration (register.provision, before the link starts) posts to the "
-    "auth server before any CA is on the module, so the request goes out unverified and the "
-    "man in the middle would be handed the new DeviceSecret"))
 def test_a_man_in_the_middle_registration_server_is_refused(mitm):
     before = mitm.stats()
     device = {"productKey": "a1DynRegPk1", "deviceName": "dyn-mitm-%d" % (time.time() * 1000), "deviceSecret": None}

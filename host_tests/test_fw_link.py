@@ -114,6 +114,9 @@ class FakeModem:
     def receiving(self):
         return False
 
+    def sleep(self, ms):
+        self._call("sleep", ms)
+
     def busy(self):
         return False
 

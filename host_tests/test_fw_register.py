@@ -38,10 +38,22 @@ def read(path):
 
 
 class StubModem:
-    def __init__(self, replies):
+    def __init__(self, replies, version="AirM2M_Air724UG_V409_LTE_AT"):
         self.replies = list(replies)  # (status, body bytes) or an exception to raise
         self.posts = []
         self.calls = []
+        self.version = version
+        self.ca_loaded = None
+
+    def family(self):
+        from firmware.air72x import family
+
+        return family(self.version)
+
+    def load_ca(self, name, pem):
+        self.calls.append("load_ca")
+        self.ca_loaded = name
+        return True
 
     def start(self):
         self.calls.append("start")
@@ -241,6 +253,23 @@ def test_provision_retries_then_registers():
         # a stored secret: no registration at all
         m2 = StubModem([])
         assert register.provision(m2, cfg) is True and m2.calls == []
+    finally:
+        log.sink = None
+        rmtree(d)
+
+
+def test_provision_puts_the_ca_on_a_module_that_verifies_before_it_posts():
+    d = tmpdir()
+    log.sink = LogCapture().write
+    try:
+        cfg = cfg_for(d)
+        m = StubModem([ok_reply()], version="AirM2M_780E_V1161_LTE_AT")
+        assert register.provision(m, cfg) is True
+        assert m.calls == ["start", "load_ca", "bearer_open"] and len(m.posts) == 1
+        d2 = tmpdir()
+        m = StubModem([ok_reply()])  # an Air724: cannot verify, said, and goes on
+        assert register.provision(m, cfg_for(d2)) is True and "load_ca" not in m.calls
+        rmtree(d2)
     finally:
         log.sink = None
         rmtree(d)

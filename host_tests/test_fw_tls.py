@@ -91,8 +91,8 @@ def test_the_link_loads_the_configured_ca_once_per_module_boot():
     link = _link(m)
     link._verify(m)
     link._verify(m)
-    assert len(m.loads) == 1 and m.loads[0][0] == DEFAULTS["ca"]
-    with open(DEFAULTS["ca"], "rb") as f:
+    assert len(m.loads) == 1 and m.loads[0][0].endswith("firmware/aliyun-ca.pem") and DEFAULTS["ca"] is None
+    with open(m.loads[0][0], "rb") as f:
         assert m.loads[0][1] == f.read() and b"BEGIN CERTIFICATE" in m.loads[0][1]
     m.ca_loaded = None  # the module rebooted
     link._verify(m)
@@ -127,7 +127,12 @@ def test_the_ca_file_is_checked_at_load():
         else:
             raise AssertionError("ca=%r was taken" % (bad,))
     check(dict(base, ca="no/such/file.pem", tls_verify=False))  # not used: not checked
-    check(dict(base, ca="no/such/file.pem", tls=False))
+    try:  # tls false still has HTTPS (auth, registration) to verify
+        check(dict(base, ca="no/such/file.pem", tls=False))
+    except ConfigError as e:
+        assert e.field == "ca"
+    else:
+        raise AssertionError("a missing ca was taken with tls false")
     try:
         check(dict(base, tls_verify="yes"))
     except ConfigError as e:
