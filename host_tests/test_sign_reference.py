@@ -16,7 +16,6 @@ import pytest
 from firmware import auth, sign
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI = os.path.join(ROOT, "tools", "sign.py")
 METHODS = (("hmacmd5", hashlib.md5), ("hmacsha1", hashlib.sha1), ("hmacsha256", hashlib.sha256))
 
 SEED = ("b0FMK1Ga5cp", "862991419835241", "y7MTCG6Gk33Ux26bbWSpANI4Oal0bg5Q")
@@ -193,8 +192,8 @@ def test_register_sign_matches_official_sdk(linkkit_mod, monkeypatch):
 
 
 def _cli(*args, env=None):
-    return subprocess.run([sys.executable, CLI] + list(args), check=False, capture_output=True, text=True,
-                          timeout=30, cwd="/", env=env)
+    return subprocess.run([sys.executable, "-m", "tools.sign"] + list(args), check=False, capture_output=True,
+                          text=True, timeout=30, cwd=ROOT, env=env)
 
 
 def _seed_args():

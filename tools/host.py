@@ -14,15 +14,11 @@ time) until it opens or --seconds pass. Exit status: 0; 1 when --diag found a fa
 the UART did not open; 2 for a bad config.
 """
 import argparse
-import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from firmware import config  # noqa: E402
+from firmware import config
 
 
 def load(args):

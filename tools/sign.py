@@ -19,11 +19,8 @@ import json
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # run by its path from anywhere (a user's shell, test_sign_reference)
-    sys.path.insert(0, ROOT)
 
-from firmware import auth, sign  # noqa: E402  (needs ROOT on sys.path, above)
+from firmware import auth, sign
 
 PORT = 1883
 KEEPALIVE = 300  # seconds; the platform accepts 30..1200
