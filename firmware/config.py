@@ -402,9 +402,9 @@ def load(path=PATH):
     _strict(text, cfg, path)
     cfg = check(cfg, path)
     if not cfg.get("device_secret"):  # only product_secret: the one from registering, if stored
-        from firmware import register
+        from firmware.secret import merge
 
-        register.merge(cfg, path)
+        merge(cfg, path)
     return cfg
 
 

@@ -13,7 +13,8 @@
 #   "cloud"    the platform's auth or registration answered with an error (CloudError: .code)
 #   "modem"    anything else the module did that makes no sense
 # A class of its own only where the error carries fields (each class costs RAM on a board);
-# everything else is ModemError(message, kind).
+# everything else is ModemError(message, kind). A UART that cannot be opened (before any
+# module is there) is a UARTError naming the config field, and whether a retry can help.
 
 
 class ModemError(Exception):
@@ -68,3 +69,26 @@ class CloudError(ModemError):
     def __init__(self, code, message):
         super().__init__(message)
         self.code = code
+
+
+class UARTError(Exception):
+    def __init__(self, field, why, retry=False):
+        super().__init__("%s: %s" % (field, why))
+        self.field = field
+        self.retry = retry
+
+
+def reason(e):
+    """An OSError as a short reason: its errno's name ("ECONNREFUSED") when it has one."""
+    n = e.args[0] if e.args else None
+    if isinstance(n, int):
+        try:
+            from errno import errorcode
+
+            if n in errorcode:
+                return errorcode[n]
+        except ImportError:
+            pass
+    from firmware.log import safe
+
+    return safe(str(e), 80) or type(e).__name__

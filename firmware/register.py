@@ -1,11 +1,11 @@
-# Dynamic registration (one type, one secret) and the device secret's storage on flash.
+# Dynamic registration (one type, one secret); the secret it gets is stored by firmware/secret.py.
 #
 # With only `product_secret` in config.json the device asks the platform for its
 # DeviceSecret once: POST /auth/register/device (through the module, the bearer open) with
 # auth.register_form(pk, dn, ps, random, sign_method). The secret comes only once, so it is
 # stored at once, atomically: written to secret.json.tmp, then os.rename'd over
 # secret.json (next to config.json): a reset mid-write leaves the old file (or none), never
-# half a secret. config.load() merges secret.json (merge()) so every later start uses it and
+# half a secret. config.load() merges secret.json (secret.merge()) so every later start uses it and
 # never registers again. The secret is never logged, and neither is anything the answer or
 # secret.json holds (the redaction rule, firmware/log.py): errors name what was wrong.
 #
@@ -13,16 +13,14 @@
 #   it again (a lost secret.json, a reflashed board, or two boards with one DeviceName). The
 #   log says what to do: copy the DeviceSecret from the console into config.json, or reset
 #   the device in the console so it may register again.
-import json
-import os
 import random
 
 from firmware import aliyun, auth, log
 from firmware.errors import CloudError
 from firmware.port import const, sleep_ms, ticks_add, ticks_diff, ticks_ms
+from firmware.secret import FILE, load, merge, path_for, save  # noqa: F401  (the stored secret's home)
 
 _TAG = "register"
-FILE = "secret.json"
 PATH = "/auth/register/device"
 _ALREADY_ACTIVE = const(6289)
 _FOREVER = (5001, 6288, 6289, 6600)  # answers a retry will not change (until a console fix)
@@ -33,77 +31,6 @@ ALREADY_ACTIVE_HELP = (
     "config.json as \"device_secret\", or reset the device in the console (delete and add it "
     "again) so it may register once more."
 )
-
-
-def path_for(config_path):
-    """secret.json in the directory of config.json (the flash root on a board)."""
-    i = config_path.rfind("/")
-    return FILE if i < 0 else config_path[: i + 1] + FILE
-
-
-def load(path, pk, dn):
-    """The stored DeviceSecret for pk/dn, or None (no file, another device's, unreadable)."""
-    try:
-        with open(path) as f:
-            d = json.loads(f.read())
-    except OSError:
-        return None
-    except ValueError:
-        log.error(_TAG, "%s is not valid JSON: ignored (registering again)", path)
-        return None
-    if not isinstance(d, dict) or not d.get("device_secret"):
-        log.error(_TAG, "%s holds no device_secret: ignored", path)
-        return None
-    if d.get("product_key") != pk or d.get("device_name") != dn:
-        log.warn(_TAG, "%s is for another device, not %s/%s: ignored", path, pk, dn)
-        return None
-    return d["device_secret"]
-
-
-def save(path, pk, dn, ds, opener=open):
-    """Store the secret atomically: a temp file, flushed and closed, renamed over `path`.
-    A failure leaves the previous file as it was (and raises OSError)."""
-    tmp = path + ".tmp"
-    text = json.dumps({"product_key": pk, "device_name": dn, "device_secret": ds})
-    try:
-        with opener(tmp, "w") as f:
-            n = f.write(text)
-            if n is not None and n != len(text):
-                raise OSError("short write to %s" % tmp)
-            if hasattr(f, "flush"):
-                f.flush()
-        _sync()
-        os.rename(tmp, path)
-        _sync()
-    except Exception:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _sync():
-    sync = getattr(os, "sync", None)  # flash filesystems: commit now
-    if sync:
-        try:
-            sync()
-        except OSError:
-            pass
-
-
-def merge(cfg, config_path):
-    """Called by config.load(): with no device_secret in config.json, take the stored one.
-    Remembers where the secret lives (cfg["secret_file"]). Returns where the secret came
-    from: "config", "stored" or None (registration needed)."""
-    cfg["secret_file"] = path_for(config_path)
-    if cfg.get("device_secret"):
-        return "config"
-    ds = load(cfg["secret_file"], cfg["product_key"], cfg["device_name"])
-    if ds is None:
-        return None
-    cfg["device_secret"] = ds
-    return "stored"
 
 
 def _random():

@@ -8,7 +8,7 @@ def open_serial(url, baud, flow=False):
     """SerialUART for a serial device or pyserial URL, or a UARTError naming uart.url: no
     pyserial (not worth retrying), the device missing or busy (retried: the adapter may be
     plugged in later), no permission (a group the user must join, then log in again)."""
-    from firmware.uart import UARTError, reason
+    from firmware.errors import UARTError, reason
 
     try:
         import serial  # type: ignore

@@ -11,7 +11,7 @@ def open_socket(url):
     """SocketUART for socket://host:port (config.json checked its syntax), or a UARTError:
     nothing listening there, a host that does not resolve or answer (worth retrying: the
     virtual module or ser2net may start later), or no socket module at all (a board)."""
-    from firmware.uart import UARTError, reason
+    from firmware.errors import UARTError, reason
 
     try:
         import socket  # pyright: ignore[reportMissingImports]  (none on a plain Pico)
@@ -151,6 +151,6 @@ class SocketUART:
 
 
 def _reason(e):
-    from firmware.uart import reason
+    from firmware.errors import reason
 
     return reason(e)

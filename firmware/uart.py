@@ -9,32 +9,10 @@
 # A UART that cannot be opened is one UARTError: a line naming the config field and what to
 # check, and whether trying again can help (.retry: nothing listens at the URL yet, the USB
 # adapter is unplugged) or cannot (a pin this board's UART does not take, no pyserial).
+from firmware.errors import UARTError, reason
 from firmware.port import const
 
 _RXBUF = const(4096)  # the boards' 256-byte default overflows under a burst of downlinks
-
-
-class UARTError(Exception):
-    def __init__(self, field, why, retry=False):
-        super().__init__("%s: %s" % (field, why))
-        self.field = field
-        self.retry = retry
-
-
-def reason(e):
-    """An OSError as a short reason: its errno's name ("ECONNREFUSED") when it has one."""
-    n = e.args[0] if e.args else None
-    if isinstance(n, int):
-        try:
-            from errno import errorcode
-
-            if n in errorcode:
-                return errorcode[n]
-        except ImportError:
-            pass
-    from firmware.log import safe
-
-    return safe(str(e), 80) or type(e).__name__
 
 
 def open_uart(cfg):
