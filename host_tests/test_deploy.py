@@ -168,12 +168,13 @@ def test_package_json_installs_the_firmware_with_mip():
         pkg = json.load(f)
     import firmware
     assert pkg["version"] == firmware.__version__
-    assert sorted(dst for dst, src in pkg["urls"]) == sorted("firmware/%s.py" % m for m in MODULES), \
-        "package.json does not list every firmware module: run `make package`"
+    data = ["firmware/aliyun-ca.pem"]  # the bundled CA: config "ca" reads it on the board
+    assert sorted(dst for dst, src in pkg["urls"]) == sorted(["firmware/%s.py" % m for m in MODULES] + data), \
+        "package.json does not list every firmware module and data file: run `make package`"
     assert all(src == dst for dst, src in pkg["urls"])
     with VirtualBoard() as vb:
         mpremote(vb.port, "mip", "install", "--target", ".", os.path.join(ROOT, "package.json"))
-        assert sorted(os.listdir(os.path.join(vb.flash, "firmware"))) == sorted(m + ".py" for m in MODULES)
+        assert sorted(os.listdir(os.path.join(vb.flash, "firmware"))) == sorted([m + ".py" for m in MODULES] + ["aliyun-ca.pem"])
         got = mpremote(vb.port, "exec", "import firmware.diag as d; print(d.dbm(20), d.__file__)")
         assert got.split() == ["-73", "firmware/diag.py"], got
 

@@ -141,11 +141,12 @@ def firmware_version():
 
 
 def write_package_json():
-    """package.json for `mpremote mip install github:OWNER/REPO`: every firmware module, by
-    a URL relative to package.json itself (so any fork or branch works)."""
+    """package.json for `mpremote mip install github:OWNER/REPO`: every firmware module and
+    data file (the bundled CA), by a URL relative to package.json itself (so any fork or
+    branch works)."""
     path = os.path.join(ROOT, "package.json")
     version = firmware_version()
-    mods = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "firmware", "*.py")))
+    mods = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "firmware", "*.py")) + data_files())
     rows = ",\n".join('    ["firmware/%s", "firmware/%s"]' % (m, m) for m in mods)
     with open(path, "w") as f:
         f.write('{\n  "urls": [\n%s\n  ],\n  "version": "%s"\n}\n' % (rows, version))
