@@ -296,11 +296,7 @@ class AT:
         """Read what the UART has and parse it. False if nothing came."""
         if self._more:  # what followed the last final result: parse it before reading on
             self._more = False
-            self._parsing = True
-            try:
-                self._parse()
-            finally:
-                self._parsing = False
+            self._parse_now()
             return True
         if self._p_out is not None:  # a long payload: its bytes go straight to its buffer
             return self._fill_payload()
@@ -321,12 +317,15 @@ class AT:
             return False
         self.rx_at = self.ticks()
         self._tail += n
-        self._parsing = True
+        self._parse_now()
+        return True
+
+    def _parse_now(self):
+        self._parsing = True  # a handler called from here cannot send a command
         try:
             self._parse()
         finally:
             self._parsing = False
-        return True
 
     def busy(self):
         """A command waits, or the receive path is running (a handler called from it): a

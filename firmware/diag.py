@@ -153,14 +153,11 @@ def signal_text(rssi, ber=99):
     return "rssi %d = %s%d dBm (%s)" % (rssi, "<= " if rssi == 0 else ">= " if rssi == 31 else "", d, signal_words(rssi))
 
 
-def _ints(text):
-    out = []
-    for part in text[text.find(":") + 1 :].split(","):
-        try:
-            out.append(int(part))
-        except ValueError:
-            out.append(None)
-    return out
+def _ints(s):
+    """at.ints() of module text that is already a str."""
+    from firmware.at import ints
+
+    return ints(s.encode())
 
 
 def _info_prefix(cmd):
