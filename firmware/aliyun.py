@@ -31,6 +31,14 @@ class Topics:
         self.ntp_request = "/ext/ntp" + base + "/request"
         self.ntp_response = "/ext/ntp" + base + "/response"
         self.ota_inform = "/ota/device/inform" + base
+        self.base = base
+
+    def expand(self, topic):
+        """A topic without a leading "/" is the device's own: "user/update" ->
+        /{pk}/{dn}/user/update; others are kept (and checked by the driver)."""
+        if isinstance(topic, str) and topic and topic[0] != "/":
+            return self.base + "/" + topic
+        return topic
 
     def event_post(self, identifier):
         return self.event_prefix + identifier + "/post"
@@ -47,6 +55,20 @@ class Topics:
 
 def mqtt_host(cfg):
     return cfg.get("mqtt_host") or "%s.iot-as-mqtt.%s.aliyuncs.com" % (cfg["product_key"], cfg["region"])
+
+
+def matches(flt, topic):
+    """MQTT topic filter matching: "+" one level, "#" the rest."""
+    if flt == topic:
+        return True
+    f = flt.split("/")
+    t = topic.split("/")
+    for i, part in enumerate(f):
+        if part == "#":
+            return True
+        if i >= len(t) or (part != "+" and part != t[i]):
+            return False
+    return len(f) == len(t)
 
 
 def load_ca(modem, cfg):

@@ -1,0 +1,183 @@
+# The library's public surface: one Device per module, for the user's own code. Everything
+# else in firmware/ is internal. docs/api.md says what each call raises and how long it may
+# block; the demo behind main.py (firmware/app.py) is written on top of this.
+#
+#   from firmware.device import Device
+#   dev = Device()                                  # config.json, checked (or Device(cfg))
+#   dev.subscribe("user/cmd", on_cmd)              # on_cmd(topic, payload: bytes)
+#   dev.on_message = on_other                      # downlinks no subscription handler took
+#   while True:
+#       dev.step()                                 # the link: connects, recovers, flushes
+#       if dev.up and it_is_time():
+#           dev.publish("user/update", '{"t": 21.5}')   # QoS 1: queued, sent, kept until PUBACK
+#
+# Topics without a leading "/" are the device's own: "user/update" is /{pk}/{dn}/user/update.
+# With "thing": true, dev.thing is the Alink thing model (post, on_set, on_service); with
+# "ntp": true (the default), dev.time() is the Unix time in ms once the platform answered.
+from firmware import __version__, log
+from firmware.port import const, sleep_ms, ticks_diff, ticks_ms
+
+_TAG = "device"
+_LOOP_MS = const(5)
+_LEVELS = {"debug": log.DEBUG, "info": log.INFO, "warn": log.WARN, "error": log.ERROR}
+
+
+def _watchdog(cfg):
+    if not cfg["wdt_ms"]:
+        return None
+    try:
+        from machine import WDT
+
+        return WDT(timeout=cfg["wdt_ms"]).feed
+    except (ImportError, AttributeError, ValueError) as e:
+        log.error(_TAG, "wdt_ms is set but no watchdog here: %s", log.err(e))
+        return None
+
+
+def _reset_pulse(cfg):
+    pin_no = cfg["reset_pin"]
+    if pin_no is None:
+        return None
+    from machine import Pin
+
+    pin = Pin(pin_no, Pin.OUT, value=0)
+
+    def reset():  # high for 300 ms through the dev board's transistor pulls RESET_IN low
+        pin.value(1)
+        sleep_ms(300)
+        pin.value(0)
+
+    return reset
+
+
+class Device:
+    def __init__(self, cfg=None, uart=None):
+        """cfg: a dict from config.load() / config.check(); None reads config.json (a
+        ConfigError names the bad field). uart: any UART-like object; None opens cfg["uart"]
+        (a UARTError says what to check)."""
+        if cfg is None:
+            from firmware import config
+
+            cfg = config.load()
+        # the UART and the receive buffer first, while the heap still has room in one piece
+        # (on rp2 machine.UART's rxbuf is in the GC heap too)
+        from firmware.at import RXBUF
+        from firmware.uart import open_uart
+
+        uart = uart if uart is not None else open_uart(cfg["uart"])
+        rx = bytearray(RXBUF)
+        from firmware import aliyun
+        from firmware.air72x import Air72x
+        from firmware.link import Link
+
+        log.level = _LEVELS[cfg["log_level"]]
+        self.cfg = cfg
+        self.uart = uart
+        self.modem = Air72x(uart, rx)
+        self.topics = aliyun.Topics(cfg["product_key"], cfg["device_name"])
+        self.link = Link(self.modem, cfg, self.topics, reset=_reset_pulse(cfg), feed=_watchdog(cfg))
+        self.link.on_message = self._on_message
+        self.link.on_up = self._on_up
+        self.on_message = None  # handler(topic, payload) for what no subscription took
+        self.on_up = None  # called after every (re)connect
+        self._handlers = []  # [(topic filter, handler)]
+        self.thing = None
+        if cfg.get("thing"):  # thing model: properties, events, services
+            from firmware.thing import Thing
+
+            self.thing = Thing(self.link, self.topics)
+        self.ntp = None
+        if cfg.get("ntp", True):
+            from firmware.ntp import Ntp
+
+            self.ntp = Ntp(self.link, self.topics, cfg.get("ntp_interval", 3600))
+        self.started = ticks_ms()
+
+    # ------------------------------------------------------------------ the API
+    @property
+    def up(self):
+        """True while the MQTT link is up."""
+        return self.link.up
+
+    def publish(self, topic, payload, qos=1):
+        """QoS 1: queued at once (never blocks), sent in order by step(), kept until its
+        PUBACK (False: the outbox refused it, policy refuse_new). QoS 0: sent now when the
+        link is up (False when it is not). TypeError / ValueError for a bad topic, payload
+        or QoS, at once and with nothing queued."""
+        return self.link.publish(self.topics.expand(topic), payload, qos)
+
+    def subscribe(self, topic, handler=None, qos=0):
+        """Subscribe now (when up) and after every reconnect; handler(topic, payload) gets
+        the downlinks that match (MQTT wildcards + and #), else on_message does."""
+        topic = self.topics.expand(topic)
+        self.link.subscribe(topic, qos)
+        if handler is not None:
+            self._handlers.append((topic, handler))
+
+    def time(self):
+        """Unix time in ms from the platform's NTP (None before the first answer, or with
+        "ntp": false)."""
+        if self.ntp is None:
+            return None
+        import sys
+
+        return sys.modules["firmware.ntp"].now_ms()
+
+    def uptime_s(self):
+        return ticks_diff(ticks_ms(), self.started) // 1000
+
+    def stats(self):
+        """The link's counters (a new dict): state, reconnects, queued/acked, downlinks..."""
+        return self.link.stats()
+
+    def step(self):
+        """One turn of the link (connect, recover, send the outbox, take in downlinks) and of
+        the thing model and NTP. Never raises; see docs/api.md for how long it may block."""
+        self.link.step()
+        if self.thing:
+            self.thing.poll()
+        if self.ntp:
+            self.ntp.poll()
+
+    def run(self, until=None, every=None):
+        """step() in a loop (5 ms apart) until until() is true; every(): the caller's own
+        work each turn. Nothing escapes the loop: an exception from every() is logged."""
+        while until is None or not until():
+            try:
+                self.step()
+                if every:
+                    every()
+            except Exception as e:  # nothing escapes the loop (MemoryError included)
+                log.error(_TAG, "loop: %s", log.err(e))
+            sleep_ms(_LOOP_MS)
+
+    # ------------------------------------------------------------------ internal
+    def _on_message(self, topic, payload):
+        if self.thing and self.thing.handle(topic, payload):
+            return
+        if self.ntp and self.ntp.handle(topic, payload):
+            return
+        from firmware.aliyun import matches
+
+        for flt, handler in self._handlers:
+            if matches(flt, topic):
+                handler(topic, payload)
+                return
+        if self.on_message:
+            self.on_message(topic, payload)
+
+    def _on_up(self):
+        """After every (re)connect: firmware version (OTA inform), time, the user's on_up."""
+        try:
+            if self.thing:
+                self.thing.report_version(__version__)
+            else:
+                from firmware.aliyun import version_inform
+
+                self.link.publish(self.topics.ota_inform, version_inform("1", __version__), 1)
+            if self.ntp:
+                self.ntp.on_up()
+        except Exception as e:  # never let this take the link down
+            log.error(_TAG, "on_up: %s", log.err(e))
+        if self.on_up:
+            self.on_up()
