@@ -74,7 +74,7 @@ class App(Device):
             msg["ts"] = ts  # Unix epoch ms, once NTP synced
         return json.dumps(msg)
 
-    def run(self, until=None):
+    def run(self, until=None, every=None):
         """The main loop; `until()` returning True ends it (tests). Never raises."""
         try:  # config.check() keeps these finite and inside the clock; a cfg from elsewhere may not
             interval = int(self.cfg["interval"] * 1000)
@@ -89,7 +89,12 @@ class App(Device):
         except Exception as e:
             log.error(_TAG, "not started: %s", log.err(e))
             return
-        Device.run(self, until, lambda: self._tick(interval, stats_ms))
+        def tick():
+            self._tick(interval, stats_ms)
+            if every:
+                every()
+
+        Device.run(self, until, tick)
 
     def _tick(self, interval, stats_ms):
         now = ticks_ms()

@@ -255,6 +255,7 @@ def _check_ca(cfg, path):
     if cfg["ca"] is None:
         cfg["ca"] = _bundled_ca()
     _text(cfg, path, "ca", 1, 255, None, "a file on the board's flash, e.g. firmware/aliyun-ca.pem")
+    pem = b""
     try:
         with open(cfg["ca"], "rb") as f:
             pem = f.read(16385)

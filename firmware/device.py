@@ -76,8 +76,8 @@ class Device:
         self.modem = Air72x(uart, rx)
         self.topics = aliyun.Topics(cfg["product_key"], cfg["device_name"])
         self.link = Link(self.modem, cfg, self.topics, reset=_reset_pulse(cfg), feed=_watchdog(cfg))
-        self.link.on_message = self._on_message
-        self.link.on_up = self._on_up
+        self.link.on_message = self._on_message  # pyright: ignore[reportAttributeAccessIssue]
+        self.link.on_up = self._on_up  # pyright: ignore[reportAttributeAccessIssue]
         self.on_message = None  # handler(topic, payload) for what no subscription took
         self.on_up = None  # called after every (re)connect
         self._handlers = []  # [(topic filter, handler)]
