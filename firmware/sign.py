@@ -1,5 +1,5 @@
 # Aliyun IoT device signer: HMAC-MD5/SHA1/SHA256 and the sign rule (see
-# /work/shared/ALIYUN.md). Every sign is HMAC(secret, sign_content(fields)): fields sorted
+# docs/aliyun.md, section 2). Every sign is HMAC(secret, sign_content(fields)): fields sorted
 # by name, name+value joined.
 #   mqtt_credentials()  Flow B, MQTT direct: (clientId, username, password)
 # The form bodies of Flow A (/auth/devicename) and Flow C (/auth/register/device) are built

@@ -67,7 +67,7 @@ def auth_form(pk=PK, dn=DN, ds=DS, method=None, client_id="imei-1", timestamp="1
 
 
 def direct(pk=PK, dn=DN, ds=DS, method="hmacsha256", ts=None, securemode=3, ident="imei-1"):
-    """(clientId, username, password) per ALIYUN.md Flow B."""
+    """(clientId, username, password) per docs/aliyun.md section 3."""
     params = {"clientId": ident, "deviceName": dn, "productKey": pk}
     opts = "securemode=%d,signmethod=%s" % (securemode, method)
     if ts is not None:
@@ -158,7 +158,7 @@ def connack(cloud, client_id, username, password, tls=False, keepalive=60, port=
         sock.close()
 
 
-# -- sign rule sanity (published check values, ALIYUN.md / PLATFORM.md) ------------------------
+# -- sign rule sanity (published check values, docs/aliyun.md section 2) ------------------------
 def test_published_sign_values():
     content = "clientId12345deviceNamedeviceproductKeypktimestamp789"
     assert hmac_hex("hmacsha1", "secret", content).upper() == "FAFD82A3D602B37FB0FA8B7892F24A477F851A14"

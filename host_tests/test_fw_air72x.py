@@ -1,5 +1,5 @@
 # The Air72x driver against the scripted stub UART, under CPython and MicroPython alike.
-# Replies are byte-exact copies of ../shared/AT_DIALECT.md's examples; every test checks
+# Replies follow the forms of docs/at-dialect.md (the vendor manual's and published logs' bytes); every test checks
 # the exact bytes the driver wrote to the UART.
 from fwtest import StubUART, capture_log, msub, raises, raises_kind, release_log
 

@@ -1,5 +1,5 @@
 # The AT engine against the stub UART, under CPython and MicroPython alike.
-# Replies are byte-exact copies of ../shared/AT_DIALECT.md's examples.
+# Replies follow the forms of docs/at-dialect.md (the vendor manual's and published logs' bytes).
 from fwtest import StubUART, VirtualClock, capture_log, msub, raises, release_log
 
 from firmware.at import AT
