@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 FW     := $(wildcard firmware/*.py) boot.py main.py
 BUILD  := build
 
-.PHONY: all venv test pytest mpy sim clean sysdeps lint deploy repl vboard package
+.PHONY: all venv test pytest mpy sim clean sysdeps lint deploy repl vboard board package
 
 all: test
 
@@ -92,16 +92,17 @@ lint: $(STAMP) $(foreach b,$(LINT_BOARDS),$(STUBS_DIR)/$(b)/.installed-$(STUBS_V
 
 # ---------------------------------------------------------------- a real board
 # make deploy PORT=/dev/ttyUSB0 [MPREMOTE_OPTS=...] [MPY_CROSS_OPTS=-march=xtensawin] [CONFIG=config.json] [NORESET=1]
-# compiles firmware/*.py to .mpy (v6.3, for MicroPython 1.23 and later), copies them to
-# :firmware/ (removing stale .py/.mpy there), boot.py, main.py and the config, then resets.
-# MPREMOTE_OPTS=resume for the virtual board (tools/harness/vboard.py), which is not reset.
+# compiles firmware/*.py to .mpy (v6.3, for MicroPython 1.23 and later), copies them and the
+# bundled CA to :firmware/ (removing stale .py/.mpy there), boot.py, main.py and the config,
+# then resets the board (the virtual board of make vboard: a soft reset), so main.py runs.
+# PORT may be socket://127.0.0.1:N: the emulated Pico of make vboard (or ser2net).
 PORT          ?=
 MPREMOTE_OPTS ?=
 MPY_CROSS_OPTS ?=
 CONFIG        ?= config.json
 
 deploy: $(STAMP)
-	@test -n "$(PORT)" || { echo "usage: make deploy PORT=/dev/ttyUSB0 (or COM3, or a vboard tty)"; exit 2; }
+	@test -n "$(PORT)" || { echo "usage: make deploy PORT=/dev/ttyUSB0 (or COM3, a vboard tty, socket://127.0.0.1:N)"; exit 2; }
 	$(BIN)/python -m tools.deploy --port "$(PORT)" --config "$(CONFIG)" --mpremote-opts "$(MPREMOTE_OPTS)" --mpy-cross-opts "$(MPY_CROSS_OPTS)" $(if $(NORESET),--no-reset)
 
 # package.json (mpremote mip install github:OWNER/REPO) lists every firmware/*.py: rerun
@@ -113,6 +114,20 @@ repl: $(STAMP)
 	@test -n "$(PORT)" || { echo "usage: make repl PORT=/dev/ttyUSB0"; exit 2; }
 	$(BIN)/mpremote connect $(PORT) $(MPREMOTE_OPTS) repl
 
-# A virtual board on a pty for mpremote (the unix port as the board, ./vboard as its flash).
-vboard: $(STAMP) sysdeps
-	$(BIN)/python -m tools.harness.vboard --flash vboard
+# A virtual board for make deploy / make repl, ./vboard as its flash: the emulated Pico (the
+# real rp2 port in an RP2040 emulator, UART1 wired to a virtual module on the local cloud)
+# when the emulator kit is there (RP2EMU: tools/board/kit.py), else (or VBOARD=unix) the unix
+# port on a pty. VBOARD_IMAGE=v1.26.1: the Pico image without hashlib.md5.
+VBOARD       ?=
+VBOARD_IMAGE ?= v1.28.0
+vboard: $(STAMP)
+	$(BIN)/python -m tools.harness.vboard --flash vboard --image $(VBOARD_IMAGE) $(if $(filter unix,$(VBOARD)),--unix)
+
+# The board tier alone (make test runs it too): the firmware deployed onto the emulated Pico
+# (v1.28.0 mqtt flow, v1.26.1 http flow with the md5 fallback) against the virtual module and
+# the local cloud. Skips, with one line saying what is missing, without the emulator kit.
+# make board BOARD_MINUTES=10 is the long run instead (tools/board/longrun.py): 4 KB downlinks
+# for that long on v1.28.0 (mqtt flow, NTP, default config), its heap figures, no MemoryError.
+BOARD_MINUTES ?=
+board: $(STAMP)
+	@RP2EMU="$(RP2EMU)" $(if $(BOARD_MINUTES),$(BIN)/python -m tools.board.longrun --minutes $(BOARD_MINUTES),$(BIN)/pytest -q -rs host_tests/test_board.py)

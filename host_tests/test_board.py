@@ -9,7 +9,7 @@
 # runs, and one once Ctrl-C has stopped it (nobody feeds it then), which proves it was on.
 # v1.28.0 runs the mqtt flow; v1.26.1, which has no hashlib.md5, the http flow signed
 # hmacmd5 (the firmware's pure-Python MD5).
-# Without the emulator kit (RP2EMU, default ../shared/rp2emu) the module skips, saying in
+# Without the emulator kit (RP2EMU; where it is looked for: tools/board/kit.py) the module skips, saying in
 # one line what is missing; `make board` runs this file alone (with -rs: the line shown).
 import json
 import time

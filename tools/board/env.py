@@ -66,11 +66,15 @@ class BoardEnv(Started):
     the emulator's messages."""
 
     def __init__(self, kit, image="v1.28.0", flow="mqtt", tls=True, cfg=None, vm=None, cloud=None,
-                 run_main=True, echo=None, emu_echo=None):
+                 personality=None, run_main=True, fs=None, deploy=True, stats=0, echo=None, emu_echo=None):
         self.kit = kit
         self.image = image
-        self.world = SimEnv(flow=flow, tls=tls, cfg=cfg, vm=vm, cloud=cloud, start_firmware=False)
+        self.world = SimEnv(flow=flow, tls=tls, cfg=cfg, vm=vm, cloud=cloud, personality=personality,
+                            start_firmware=False)
         self.run_main = run_main
+        self.fs = fs  # the board's flash in this file (kept), else a fresh temporary one
+        self.deploy = deploy  # False: the flash in `fs` has the firmware already (it boots into main.py)
+        self.stats = stats  # seconds between the emulator's CPU samples (Pico.cpu), 0: none
         self.echo = echo
         self.emu_echo = emu_echo
         self.pico = None
@@ -93,14 +97,16 @@ class BoardEnv(Started):
     def start(self):
         try:
             self.world.start()
-            self.pico = Pico(self.kit, self.image, uart1=("127.0.0.1", self.vm.port), echo=self.emu_echo).start()
+            self.pico = Pico(self.kit, self.image, uart1=("127.0.0.1", self.vm.port), fs=self.fs,
+                             echo=self.emu_echo, stats=self.stats).start()
             cfg = board_config(self.world, **self.world.cfg_overrides)
             self.config_path = os.path.join(self.world.workdir, "board-config.json")
             with open(self.config_path, "w") as f:
                 json.dump(cfg, f, indent=1)
-            # the local cloud's CA (config "ca", SimEnv's ca.pem) first: deploy leaves it there
-            put(self.pico.port, self.cloud.ca_file, ":" + cfg["ca"])
-            self.deploy_output = deploy(self.pico.port, self.config_path, reset=self.run_main)
+            if self.deploy:
+                # the local cloud's CA (config "ca", SimEnv's ca.pem) first: deploy leaves it there
+                put(self.pico.port, self.cloud.ca_file, ":" + cfg["ca"])
+                self.deploy_output = deploy(self.pico.port, self.config_path, reset=self.run_main)
             self.console = self.pico.repl(echo=self.echo)
         except BaseException:
             self.stop()

@@ -28,6 +28,8 @@ from tools.proc import Started
 from tools.proc import stop as stop_process
 
 RESET = re.compile(r"watchdog reset \(reason (.*)\) after ")
+# --stats N: every N wall seconds, over the interval since the last such line
+STATS = re.compile(r"emulated/wall ([\d.]+), busy (\d+)%.*\((\d+) emulated us of CPU per wall s\)")
 
 
 def free_port():
@@ -49,6 +51,7 @@ class Pico(Started):
         self.fixed_port = repl_port  # else a free one
         self.repl_port = None
         self.messages = []
+        self.samples = []  # with stats: (time.monotonic(), emulated/wall, emulated us of CPU per wall s)
         self._cv = threading.Condition()
         self._tmp = None
         self._reader = None
@@ -88,6 +91,10 @@ class Pico(Started):
     def _read(self, proc):
         for raw in proc.stderr:
             line = raw.decode("utf-8", "replace").rstrip("\n")
+            m = STATS.search(line)
+            if m:
+                self.samples.append((time.monotonic(), float(m.group(1)), int(m.group(3))))
+                continue
             with self._cv:
                 self.messages.append(line)
                 self._cv.notify_all()
@@ -117,6 +124,19 @@ class Pico(Started):
                     raise TimeoutError("no %r from the emulator within %.0f s; its last messages:\n%s" % (
                         match, timeout, "\n".join(self.messages[-10:])))
                 self._cv.wait(min(left, 0.2))
+
+    def cpu(self, t0, t1):
+        """(busy, elapsed): emulated microseconds the RP2040 executed instructions (not
+        waiting in WFE/WFI: interrupts included) and emulated microseconds that passed, over
+        the wall-clock window t0..t1 (time.monotonic()), from the emulator's --stats lines
+        (pro rata where a line's interval straddles the window; start with stats=...)."""
+        busy = elapsed = 0.0
+        for (a, _r, _c), (b, ratio, cpu) in zip(self.samples, self.samples[1:]):
+            overlap = min(b, t1) - max(a, t0)
+            if overlap > 0:
+                busy += cpu * overlap
+                elapsed += ratio * overlap * 1e6
+        return busy, elapsed
 
     def resets(self):
         """The reason of every reboot since the start, in order ("force: machine.reset()",

@@ -30,6 +30,7 @@ class Repl(Started):
         self.echo = echo  # callable(line) for each complete line, as it arrives
         self.alive = alive  # callable() -> False once the board is gone (a wait then ends)
         self.data = bytearray()
+        self.stamps = []  # (end offset, time.monotonic()) of every chunk as it arrived
         self.closed = False
         self._cv = threading.Condition()
         self._thread = None
@@ -81,6 +82,7 @@ class Repl(Started):
                     self._cv.notify_all()
                     break
                 self.data += chunk
+                self.stamps.append((len(self.data), time.monotonic()))
                 self._cv.notify_all()
             if self.echo:
                 while True:
@@ -138,6 +140,14 @@ class Repl(Started):
                         what or repr(test), timeout, "connection closed" if gone else "still running", tail))
                 self._cv.wait(min(left, 0.2))
 
+    def arrived(self, offset):
+        """When the byte at `offset` of the output arrived (time.monotonic()), None if not yet."""
+        with self._cv:
+            for end, t in self.stamps:
+                if end > offset:
+                    return t
+        return None
+
     def lines(self, since=0):
         with self._cv:
             text = bytes(self.data[since:]).decode("utf-8", "replace")
@@ -193,25 +203,28 @@ class Repl(Started):
     def exec(self, code, timeout=60.0, check=True):
         """Run `code` in the raw REPL (call raw() first) and return what it printed; with
         check, a traceback is ReplError. Returns (out, err) when check is False."""
+        return self.result(self.send(code), timeout, check)
+
+    def send(self, code):
+        """Start `code` in the raw REPL and return at once: the mark to give result(); what
+        it prints meanwhile can be waited for (wait_log) and answered."""
         m = self.mark()
         data = code.encode() if isinstance(code, str) else code
         for i in range(0, len(data), 256):  # as mpremote's plain raw mode does
             self.write(data[i:i + 256])
             time.sleep(0.001)
         self.write(b"\x04")
+        return m
 
+    def result(self, mark, timeout=60.0, check=True):
+        """The end of a run that send() started: its output (see exec)."""
         def done(buf):
             i = buf.find(b"OK")
-            if i < 0:
-                return None
-            if buf.find(b"\x04", i) < 0:
-                return None
-            j = buf.find(b"\x04", buf.find(b"\x04", i) + 1)
-            if j < 0 or buf.find(b">", j) < 0:
-                return None
-            return j + 2
-        end = self.wait_for(done, m, timeout, what="end of the raw REPL run of %r" % (code[:60],))
-        body = bytes(self.data[m:m + end])
+            j = buf.find(b"\x04", i) if i >= 0 else -1
+            k = buf.find(b"\x04", j + 1) if j >= 0 else -1
+            return k + 1 if k >= 0 and buf.find(b">", k) >= 0 else None
+        end = self.wait_for(done, mark, timeout, what="end of a raw REPL run")
+        body = bytes(self.data[mark:mark + end])
         i = body.find(b"OK")
         out, err = body[i + 2:].split(b"\x04")[:2]
         out, err = out.decode("utf-8", "replace").replace("\r\n", "\n"), err.decode("utf-8", "replace").replace("\r\n", "\n")

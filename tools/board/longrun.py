@@ -1,0 +1,130 @@
+"""The long run on the emulated Pico (issue 22): main.py from the board's flash (v1.28.0,
+.mpy, mqtt flow with NTP, default config, the watchdog on) against an Air780EP (the family
+that pushes downlinks of up to 4100 bytes), 4 KB downlinks from the cloud for --minutes
+while telemetry flows, then Ctrl-C and the heap as it is left.
+
+    .venv/bin/python -m tools.board.longrun [--minutes 10] [--size 4096] [--every 2] [--image v1.28.0]
+    make board BOARD_MINUTES=10
+
+Passes (exit 0) when the firmware logged every downlink byte-exact and in order, the cloud
+holds every QoS 1 telemetry seq, and the board printed no MemoryError or Traceback and never
+rebooted. Prints the figures: downlinks, uplinks, the firmware's own counters, the live heap
+and the largest free block after the run (gc.collect(); fragmentation shows there).
+"""
+import argparse
+import json
+import re
+import sys
+import time
+
+from tools.board import kit as kitmod
+from tools.board.env import BoardEnv
+from tools.cloud.console import client as console_client
+
+
+def payload(k, size):
+    """Downlink k: exactly `size` printable bytes, its number first."""
+    head = b'{"n": %d, "pad": "' % k
+    return head + b"y" * (size - len(head) - 2) + b'"}'
+
+
+def run(minutes, size, every, image, echo=None):
+    kit = kitmod.find(images=(image,))
+    res = {"minutes": minutes, "size": size, "every_s": every, "image": image}
+    cfg = {"stats_interval": 60, "interval": 10}  # telemetry at the default interval
+    with BoardEnv(kit, image, cfg=cfg, personality="air780ep", echo=echo) as b:
+        con = b.console
+        con.wait_log("link: mqtt -> up", timeout=300)
+        console = console_client(b.cloud.info)
+        sent = 0
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < minutes * 60:
+                console.publish(b.topics["get"], payload(sent, size), qos=1)
+                sent += 1
+                bad = re.search(r"MemoryError|Traceback", con.text())
+                if bad or not b.pico.alive():
+                    break
+                time.sleep(every)
+            # what was sent arrives: the last downlinks' wire time and processing
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and count(con, b.topics["get"], size) < sent:
+                time.sleep(1)
+        finally:
+            console.disconnect()
+            console.loop_stop()
+        res["sent"] = sent
+        res["logged"], res["in_order"] = logged(con, b.topics["get"], size, sent)
+        seqs = sorted({json.loads(p)["seq"] for t, p, q in b.uplinks()})
+        res["uplinks"] = len(seqs)
+        res["uplinks_missing"] = sorted(set(range(1, max(seqs) + 1)) - set(seqs)) if seqs else []
+        stats = [ln for ln in con.lines() if " link: stats " in ln]
+        res["link_stats"] = json.loads(stats[-1].split(" link: stats ", 1)[1]) if stats else None
+        text = con.text()
+        res["memory_errors"] = text.count("MemoryError")
+        res["tracebacks"] = text.count("Traceback")
+        res["resets"] = b.pico.resets()
+        mark = con.mark()
+        con.interrupt()
+        con.wait_log("stopped.", since=mark, timeout=60)
+        con.raw()
+        out = con.exec("import gc, micropython\ngc.collect()\nprint(gc.mem_alloc(), gc.mem_free())\nmicropython.mem_info()")
+        alloc, free = (int(x) for x in out.split()[:2])
+        m = re.search(r"max free sz: (\d+)", out)
+        res["heap_after"] = {"alloc": alloc, "free": free, "max_free_block": int(m.group(1)) * 16 if m else None}
+        con.friendly()
+    res["passed"] = (res["logged"] == sent and res["in_order"] and not res["uplinks_missing"] and
+                     not res["memory_errors"] and not res["tracebacks"] and res["resets"] == ["force: machine.reset()"])
+    return res
+
+
+def _downlinks(con, topic, size):
+    pat = re.compile(r"app: downlink %s (\{\"n\": (\d+), \"pad\": \"y+\"\})$" % re.escape(topic))
+    for ln in con.lines():
+        m = pat.search(ln)
+        if m and len(m.group(1)) == size:
+            yield int(m.group(2))
+
+
+def count(con, topic, size):
+    return sum(1 for _ in _downlinks(con, topic, size))
+
+
+def logged(con, topic, size, sent):
+    """(downlinks logged byte-exact, whether in order 0..sent-1 without repeats)."""
+    got = list(_downlinks(con, topic, size))
+    return len(got), got == list(range(len(got)))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m tools.board.longrun", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--size", type=int, default=4096, help="downlink bytes (the Air780EP pushes up to 4100)")
+    ap.add_argument("--every", type=float, default=2.0, help="seconds between downlinks")
+    ap.add_argument("--image", default="v1.28.0")
+    ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("-v", "--verbose", action="store_true", help="show the board's console")
+    a = ap.parse_args(argv)
+    try:
+        res = run(a.minutes, a.size, a.every, a.image, echo=print if a.verbose else None)
+    except kitmod.KitMissing as e:
+        print("longrun: %s" % e, file=sys.stderr)
+        return 2
+    h = res["heap_after"]
+    print("longrun: %.0f min, %d downlinks of %d B sent, %d logged byte-exact%s; %d QoS 1 uplinks, missing %s; "
+          "MemoryError %d, Traceback %d, reboots %s" % (
+              res["minutes"], res["sent"], res["size"], res["logged"], "" if res["in_order"] else " (NOT in order)",
+              res["uplinks"], res["uplinks_missing"][:10] or "none", res["memory_errors"], res["tracebacks"],
+              res["resets"][1:] or "none"))
+    print("longrun: heap after the run (gc.collect()): %d B in use, %d B free, largest free block %s B; link %s" % (
+        h["alloc"], h["free"], h["max_free_block"], json.dumps(res["link_stats"])))
+    print("longrun: %s" % ("PASS" if res["passed"] else "FAIL"))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0 if res["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
