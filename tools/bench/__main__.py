@@ -16,6 +16,9 @@ of this folder:
   sign     sign.py     one sign with hashlib and with the pure-Python fallback (micropython)
   burst    burst.py    a burst of downlinks through the whole app at 115200 baud: sent,
                        reached the module, delivered to the app (each once, in order)
+  board    board.py    on the emulated Pico (tools/board/, the real rp2 port): live heap
+                       after boot and once connected, the peak between two collections,
+                       bytes per message, where every KB goes, CPU against wire time
 common.py holds what the host-side ones share.
 Benchmarks, not tests: nothing here fails CI; the table says which targets were met on the
 machine it ran on (timings are noisy on a shared machine: ratios are measured within one
@@ -194,9 +197,16 @@ def sign_rows(sg):
                "fallback < 5 ms" if fb is not None else "", yes(fb < 5) if fb is not None else "")
 
 
+def board_rows(b):
+    from tools.bench.board import board_rows as rows  # the board's figures are that file's
+
+    return rows(b)
+
+
 # (benchmark, its name in an error row, its rows), in the table's order
-TABLE = (("at", "Receive path", at_rows), ("memory", "Memory", memory_rows), ("wire", "Wire", wire_rows),
-         ("connect", "Connect", connect_rows), ("sign", "Sign", sign_rows), ("burst", "Burst", burst_rows))
+TABLE = (("board", "Board", board_rows), ("at", "Receive path", at_rows), ("memory", "Memory", memory_rows),
+         ("wire", "Wire", wire_rows), ("connect", "Connect", connect_rows), ("sign", "Sign", sign_rows),
+         ("burst", "Burst", burst_rows))
 
 
 def table(m, res):
@@ -221,6 +231,10 @@ def write_md(path, m, res, started, took):
         "Machine: %s, %d cores; `micropython` %s (%s), the unix port from PyPI "
         "(64-bit: objects and pointers are twice a board's size)." % (m["cpu"], m["cores"], m["micropython"], m["port"]),
         "Benchmarks, not tests: timings on a shared 2-core machine are noisy; ratios are measured within one run.",
+        "",
+        "**What a board needs: read the Board rows** (the firmware on the real MicroPython rp2 port, an emulated "
+        "Raspberry Pi Pico; section \"On a board\" below). The unix port's memory figures are 64-bit (every "
+        "object and pointer twice a board's size): compare changes with them, do not size a board by them.",
         "",
         table(m, res),
         "",
@@ -264,9 +278,17 @@ def write_md(path, m, res, started, took):
         "bearer, TCP/TLS connect, HTTP, CONNACK, SUBACK); best of N runs.",
         "- **Sign** (tools/bench/sign.py, under micropython): one HMAC over the seed's sign content with a "
         "32-byte secret, with hashlib and with firmware/sign.py's pure-Python MD5/SHA-1.",
+        "- **Board** (tools/bench/board.py): the firmware deployed with `make deploy PORT=socket://...` onto the "
+        "emulated Pico (MicroPython v1.28.0, RPI_PICO; tools/board/), measured on the board itself from its raw "
+        "REPL: gc.mem_alloc() after gc.collect() per step, the GC off over a step for what it allocates, and the "
+        "emulator's count of busy CPU time for the CPU rows (see the section).",
         "",
     ]
     extra = []
+    board = res.get("board") or {}
+    if board.get("findings"):
+        extra += ["## On a board (emulated Raspberry Pi Pico, MicroPython %s)" % board.get("image", ""), "",
+                  board["findings"], ""]
     mem = res.get("memory") or {}
     if mem.get("findings"):
         extra += ["## Where the memory goes (64-bit unix port)", "", mem["findings"], ""]
@@ -288,7 +310,7 @@ def write_md(path, m, res, started, took):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
-    ap.add_argument("--only", default="at,sign,wire,connect,memory,burst")
+    ap.add_argument("--only", default="at,sign,wire,connect,memory,burst,board")
     ap.add_argument("--quick", action="store_true", help="fewer messages and runs (a smoke run)")
     ap.add_argument("--json", help="also write every figure here")
     a = ap.parse_args(argv)
@@ -309,6 +331,8 @@ def main(argv=None):
             print(res[name]["output"])
         elif name in ("memory", "wire", "connect", "burst"):
             res[name] = run_json(name, q, 900)
+        elif name == "board":
+            res[name] = run_json(name, q, 2400)
         print("bench: %s done in %.0f s" % (name, time.monotonic() - t), flush=True)
     took = time.monotonic() - t0
     write_md(a.out, m, res, started, took)

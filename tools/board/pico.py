@@ -138,6 +138,10 @@ class Pico(Started):
                 elapsed += ratio * overlap * 1e6
         return busy, elapsed
 
+    def elapsed(self):
+        """Seconds of emulated time so far, from the --stats samples (0 without them)."""
+        return sum(ratio * (b - a) for (a, _r, _c), (b, ratio, _c2) in zip(self.samples, self.samples[1:]))
+
     def resets(self):
         """The reason of every reboot since the start, in order ("force: machine.reset()",
         "timer: WDT expired")."""
