@@ -21,7 +21,7 @@ venv: $(STAMP)
 # (1) host tests under CPython, (2) the firmware-level tests under micropython (driven by
 # pytest through host_tests/test_micropython.py), (3) every firmware file through mpy-cross.
 test: $(STAMP) sysdeps lint mpy
-	$(BIN)/pytest -q host_tests
+	$(BIN)/pytest -q -rs host_tests
 
 # Compile the firmware as a board would import it; also the cheapest MicroPython syntax check.
 mpy: $(STAMP)
