@@ -272,7 +272,7 @@ import textwrap  # noqa: E402
 import time  # noqa: E402
 
 from tools.bench.common import figures, firmware_and_cloud, parser, say  # noqa: E402
-from tools.bench.memory import import_order, source_stats  # noqa: E402
+from tools.bench.memory import import_order, import_rows, last_pool  # noqa: E402
 from tools.bench.memory import profile as unix_profile  # noqa: E402
 from tools.board import kit as kitmod  # noqa: E402
 from tools.board.env import BOARD_UART, BoardEnv, put  # noqa: E402
@@ -584,19 +584,14 @@ def findings(res):
     L.append("")
     L.append("| part | board | unix port | .mpy size | qstr pool growth | functions / classes | string literals > 10 chars |")
     L.append("|---|---|---|---|---|---|---|")
-    prevq = r["qstr"].get("base", 0)
-    for mod, cost in r["imports"]:
-        q = r["qstr"].get(mod)
-        dq = (q - prevq) if q is not None else None
-        prevq = q if q is not None else prevq
-        ss = source_stats(mod) or (0, 0, 0, 0)
+    for mod, cost, dq, ss in import_rows(r["imports"], r["qstr"]):
         L.append("| import %s | %d B | %s | %d B | %s | %d / %d | %d, %d B |" % (
             mod, cost, "%d B" % uimp[mod] if mod in uimp else "", res["mpy_sizes"].get(mod, 0),
             "+%d B" % dq if dq is not None else "?", ss[0], ss[1], ss[2], ss[3]))
     imports = r["imports_total"] - base
     L.append("| **all imports** | **%d B** | %s | %d B | %d B | | |" % (
         imports, "%d B" % (u["imports_total"] - u.get("base", 0)) if "imports_total" in u else "",
-        sum(res["mpy_sizes"].values()), prevq - r["qstr"].get("base", 0)))
+        sum(res["mpy_sizes"].values()), last_pool(r) - r["qstr"].get("base", 0)))
     rows = [("app.load_config(): the cfg dict with its defaults (the checker dropped)", r.get("config", 0), u.get("config")),
             ("the UART: machine.UART(1) and its 4096-byte rxbuf (on rp2 in the GC heap)", r.get("uart_object", 0), None),
             ("App(cfg) without the UART: Air72x + AT (its 1536-byte buffer), Link, Outbox, Topics, Ntp",

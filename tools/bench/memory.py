@@ -436,6 +436,22 @@ def import_cost(mpy_dir, lo=16, hi=256):
     return res
 
 
+def import_rows(imports, qstr):
+    """(module, heap cost, qstr pool growth or None, source_stats) per import, in order:
+    the pool's growth is read off the pool size after each import."""
+    prevq = qstr.get("base", 0)
+    for mod, cost in imports:
+        q = qstr.get(mod)
+        yield mod, cost, (q - prevq) if q is not None else None, source_stats(mod) or (0, 0, 0, 0)
+        prevq = q if q is not None else prevq
+
+
+def last_pool(r):
+    """The qstr pool's size after the last import that reported it."""
+    sizes = [r["qstr"][m] for m, _ in r["imports"] if r["qstr"].get(m) is not None]
+    return sizes[-1] if sizes else r["qstr"].get("base", 0)
+
+
 def source_stats(mod):
     """(functions incl. lambdas and methods, classes, long string constants: count, bytes) of a
     firmware module: each function is a raw code + bytecode + a function object in RAM, each
@@ -471,16 +487,11 @@ def findings(prof):
     L.append("")
     L.append("| import (app order) | heap after gc.collect | .mpy size | qstr pool growth | functions / classes | string literals > 10 chars |")
     L.append("|---|---|---|---|---|---|")
-    prevq = prof["qstr"].get("base", 0)
-    for mod, cost in prof["imports"]:
-        q = prof["qstr"].get(mod)
-        dq = (q - prevq) if q is not None else None
-        prevq = q if q is not None else prevq
-        ss = source_stats(mod) or (0, 0, 0, 0)
+    for mod, cost, dq, ss in import_rows(prof["imports"], prof["qstr"]):
         L.append("| %s | +%d B | %d B | %s | %d / %d | %d, %d B |" % (mod, cost, prof["mpy_sizes"].get(mod, 0),
                                                                  "+%d B" % dq if dq is not None else "?", ss[0], ss[1], ss[2], ss[3]))
     L.append("| **all imports** | **%d B** | %d B | %d B | | |" % (prof["imports_total"] - prof.get("base", 0), sum(prof["mpy_sizes"].values()),
-                                                                prevq - prof["qstr"].get("base", 0)))
+                                                                last_pool(prof) - prof["qstr"].get("base", 0)))
     if prof.get("import_floor_k"):
         L.append("")
         L.append("The imports alone (same order, the receive buffer first, nothing else running) allocate %d B with "
