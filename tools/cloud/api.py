@@ -26,22 +26,13 @@ import tempfile
 import threading
 import time
 
+from firmware.aliyun import matches  # MQTT topic filters: the one rule, the device's
+
 from tools.cloud import console, registry
 from tools.proc import Started
 from tools.proc import stop as stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def topic_matches(topic_filter, topic):
-    """MQTT topic filter match ('+' one level, '#' the rest)."""
-    f, t = topic_filter.split("/"), topic.split("/")
-    for i, level in enumerate(f):
-        if level == "#":
-            return True
-        if i >= len(t) or (level != "+" and level != t[i]):
-            return False
-    return len(f) == len(t)
 
 
 def _info(key, doc):
@@ -187,7 +178,7 @@ class LocalCloud(Started):
             items = list(self._uplinks)
         if topic is None:
             return items
-        return [u for u in items if topic_matches(topic, u[0])]
+        return [u for u in items if matches(topic, u[0])]
 
     def wait_uplink(self, pred, timeout=10.0, since=0):
         """First uplink (from index `since` of uplinks()) with pred(topic, payload) true."""
