@@ -26,8 +26,6 @@ FAMILIES = (
     ("_780E", "Air780", 0, 0, 88, 153),  # Air780E, EP, EG, EPV: the EC618 AT firmware
 )
 UNKNOWN = ("", "unknown", 0, 1 << 30, 0, 0)  # the conservative set: no MPUBEX, no TLS check
-MIN_VERSION = const(409)  # Air72x: Aliyun's MQTT needs module firmware V409 or later
-MPUBEX_VERSION = const(907)  # Air72x: AT+MPUBEX exists from V907 on
 CA_FILE = "aliyun-ca.crt"  # the CA's name in the module's file system
 MPUB_MAX = const(2348)  # longest quoted AT+MPUB message after escaping (manual, from V301826)
 PAYLOAD_MAX = const(4100)  # longest payload AT+MPUBEX takes (1..4100 in the manual)

@@ -142,7 +142,7 @@ class AT:
         self._p_out = None  # ... a bytearray of its own when it is longer than the buffer
         self._p_have = 0  # ... bytes of it in _p_out (or skipped, when not kept)
         self._p_keep = True  # False: skip the payload by count, deliver nothing
-        self.rx_at = 0  # ticks of the last read that brought bytes
+        self._rx_at = 0  # ticks of the last read that brought bytes of a pending payload
         self._more = False  # parsing stopped at a command's final: the rest is still to parse
         self._parsing = False  # inside _parse (URC handlers run there)
         self._urcs = []  # [(prefix, handler(line, payload))]
@@ -315,7 +315,8 @@ class AT:
         if not n:
             self._stalled()
             return False
-        self.rx_at = self.ticks()
+        if self._p_hdr is not None:  # the pending payload goes on: it is not stalled
+            self._rx_at = self.ticks()
         self._tail += n
         self._parse_now()
         return True
@@ -340,7 +341,7 @@ class AT:
         if not n:
             self._stalled()
             return False
-        self.rx_at = self.ticks()
+        self._rx_at = self.ticks()
         self._p_have += n
         if self._p_have == self._p_n:
             self._p_out = None
@@ -349,7 +350,7 @@ class AT:
 
     def _stalled(self):
         """No byte came: a counted payload that has been silent for payload_ms is given up."""
-        if self._p_hdr is not None and ticks_diff(self.ticks(), self.rx_at) >= self.payload_ms:
+        if self._p_hdr is not None and ticks_diff(self.ticks(), self._rx_at) >= self.payload_ms:
             self.stats["truncated"] += 1
             have = self._p_have if self._p_out is not None or not self._p_keep else self._tail - self._head
             log.warn(_TAG, "counted payload stalled: %d of %d bytes came; dropped", have, self._p_n)
@@ -551,7 +552,7 @@ class AT:
         self._p_have = 0
         self._p_keep = keep
         self._p_out = None
-        self.rx_at = self.ticks()
+        self._rx_at = self.ticks()
 
     def _payload(self, head, tail):
         """The pending counted item's payload from the buffer. True: done with it."""
