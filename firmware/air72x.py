@@ -38,7 +38,7 @@ _ATTACH_MS = const(60000)
 _BEARER_MS = const(30000)
 _CONNECT_MS = const(30000)  # MIPSTART/SSLMIPSTART until CONNECT OK
 _CONNACK_MS = const(15000)
-_ACK_MS = const(15000)  # SUBACK / PUBACK
+ACK_MS = const(15000)  # SUBACK / PUBACK
 _INBOX_BYTES = const(16384)  # downlink bytes held while one command waits
 _QUIET_MS = const(30)  # no downlink this long: a burst of them is over
 _SIM_BUSY_MS = const(10000)  # SIM busy (+CME ERROR: 14) after boot: ask again for this long
@@ -428,7 +428,7 @@ class Air72x:
         if not self.mqtt_connected:
             raise ModemError("MQTT is not connected", "link")
         try:
-            self.at.cmd(cmd, then=(then,) if then else None, data=data, label=label, timeout=_ACK_MS, abort=_LINK_LOST)
+            self.at.cmd(cmd, then=(then,) if then else None, data=data, label=label, timeout=ACK_MS, abort=_LINK_LOST)
         except ATAbort as e:
             raise ModemError("%s: link lost (%s)" % (e.cmd, e.line), "link")
 

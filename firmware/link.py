@@ -42,7 +42,7 @@ import random
 import sys
 
 from firmware import aliyun, log
-from firmware.air72x import qos_level, topic_name
+from firmware.air72x import ACK_MS, qos_level, topic_name  # ACK_MS: a PUBACK later: the session is gone
 from firmware.errors import ModemError
 from firmware.outbox import Outbox
 from firmware.port import const, drop, ticks_add, ticks_diff, ticks_ms, time_s
@@ -53,7 +53,6 @@ _TAG = "link"
 _ATTACH_MS = const(120000)  # attach must happen within this, else flight mode, then a reset
 _ATTACH_POLL_MS = const(1000)
 _FLUSH_MS = const(200)  # a step() starts no new outbox publish after this long
-_ACK_MS = const(15000)  # a QoS 1 publish without its PUBACK this long: the session is gone
 _LATER_MAX = const(8)  # QoS 0 publishes a handler may ask for while a command waits
 _SILENT_MS = const(90000)  # no answer from the module this long: the reset pin is pulsed
 _FLIGHT_MS = const(5000)  # how long flight mode lasts before the radio comes back
@@ -286,7 +285,6 @@ class Link:
             cid, user, password, host, port = aliyun.token_credentials(self.cfg, self._token[:4])
         else:
             cid, user, password, host, port = aliyun.credentials(m, self.cfg)
-        self._verify(m)
         creds = (cid, user, host, port)  # the password changes with every sign's timestamp
         if self._dirty or creds != self._creds:
             m.mqtt_disconnect()  # whatever the module still holds from before
@@ -342,7 +340,7 @@ class Link:
             if self._inflight:
                 if m.pubacks == self._pubacks:
                     if ticks_diff(now, self._ack_due) >= 0:
-                        raise ModemError("no PUBACK within %d ms: session lost" % _ACK_MS, "link")
+                        raise ModemError("no PUBACK within %d ms: session lost" % ACK_MS, "link")
                     break  # not yet: the next step looks again
                 self._inflight = False
                 self.outbox.pop()  # only after PUBACK
@@ -365,7 +363,7 @@ class Link:
                 self.counters["rejected"] += 1
                 log.error(_TAG, "dropped a queued message for %s: %s", topic, e)
                 continue
-            self._ack_due = ticks_add(self.ticks(), _ACK_MS)
+            self._ack_due = ticks_add(self.ticks(), ACK_MS)
             m.poll()  # a PUBACK that came with the OK
 
     # ------------------------------------------------------------------ failures
