@@ -15,7 +15,7 @@
 # With "thing": true, dev.thing is the Alink thing model (post, on_set, on_service); with
 # "ntp": true (the default), dev.time() is the Unix time in ms once the platform answered.
 from firmware import __version__, log
-from firmware.port import const, sleep_ms, ticks_diff, ticks_ms
+from firmware.port import const, drop, sleep_ms, ticks_diff, ticks_ms
 
 _TAG = "device"
 _LOOP_MS = const(5)
@@ -58,7 +58,11 @@ class Device:
         if cfg is None:
             from firmware import config
 
-            cfg = config.load()
+            try:
+                cfg = config.load()
+            finally:  # the checker is not needed again, and its messages cost RAM
+                del config
+                drop("firmware.config")
         # the UART and the receive buffer first, while the heap still has room in one piece
         # (on rp2 machine.UART's rxbuf is in the GC heap too)
         from firmware.at import RXBUF
