@@ -1,41 +1,57 @@
-# Every entry point of the project. A fresh clone needs only python3 (3.9+) and make:
-# the first target that needs them creates .venv and installs the pinned packages.
+# Every entry point of the project (`make help` lists them). A fresh clone needs only
+# python3 (3.10 or later: pytest 9 and amqtt 0.12 need it) and make: the first target that
+# needs them creates .venv and installs the pinned packages; `make sysdeps` (run by make test)
+# installs the Debian packages the tests use (openssl, Node.js, socat) when they are missing.
 PY_SYS ?= python3
+PY_MIN := (3, 10)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
+REQ    := $(shell cksum < requirements.txt | cut -d' ' -f1)
+# A .venv whose python no longer runs (its interpreter was removed) or is older than PY_MIN
+# (made by another python3) is made again: the stamp's name then names a file that is not there.
+VENV_OK := $(shell $(BIN)/python -c 'import sys; print(int(sys.version_info >= $(PY_MIN)))' 2>/dev/null)
+STAMP  := $(VENV)/.installed-$(REQ)$(if $(filter 1,$(VENV_OK)),,-remake)
 FW     := $(wildcard firmware/*.py) boot.py main.py
 BUILD  := build
 
-.PHONY: all venv test pytest mpy sim clean sysdeps lint deploy repl vboard board package
+.PHONY: all help venv test pytest mpy sim clean sysdeps lint deploy repl vboard board package
 
 all: test
 
-$(STAMP): requirements.txt
-	test -x $(BIN)/python || $(PY_SYS) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
-	rm -f $(VENV)/.installed-*; touch $@
+help: ## this list
+	@echo "make TARGET [VAR=value ...]   (the comment above each target in the Makefile says more)"
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1\t\2/' | expand -t 16
 
-venv: $(STAMP)
+$(STAMP): requirements.txt
+	@$(PY_SYS) -c 'import sys; sys.exit(sys.version_info < $(PY_MIN))' 2>/dev/null || \
+		{ echo "$(PY_SYS) is missing or older than 3.10 (pytest 9 and amqtt 0.12 need 3.10): install Python 3.10+ (Debian: apt-get install python3 python3-venv) or name one: make PY_SYS=python3.11"; exit 2; }
+	@if [ -e $(VENV) ] && [ "$(VENV_OK)" != 1 ]; then \
+		echo "venv: $(VENV) was made by an interpreter that is gone or older than 3.10: making it again with $(PY_SYS)"; rm -rf $(VENV); fi
+	@test -x $(BIN)/python || { echo "venv: creating $(VENV) with $$($(PY_SYS) --version)"; $(PY_SYS) -m venv $(VENV); }
+	@echo "venv: installing the pinned packages of requirements.txt into $(VENV) (the first time: a minute or two)"
+	@$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	@rm -f $(VENV)/.installed-*; touch $(VENV)/.installed-$(REQ)
+
+venv: $(STAMP) ## make .venv and install the pinned packages (every target needing them does)
 
 # (1) host tests under CPython, (2) the firmware-level tests under micropython (driven by
 # pytest through host_tests/test_micropython.py), (3) every firmware file through mpy-cross.
-test: $(STAMP) sysdeps lint mpy
+test: $(STAMP) sysdeps lint mpy ## lint, mpy-cross, every test (CPython, micropython, the emulated Pico): about 8 min
 	$(BIN)/pytest -q -rs host_tests
 
 # Compile the firmware as a board would import it; also the cheapest MicroPython syntax check.
-mpy: $(STAMP)
+mpy: $(STAMP) ## compile the firmware to .mpy into build/ (a MicroPython syntax check)
 	@rm -rf $(BUILD); mkdir -p $(BUILD)/firmware
 	@for f in $(FW); do $(BIN)/mpy-cross -o $(BUILD)/$${f%.py}.mpy $$f || exit 1; done
 	@echo "mpy-cross: compiled $(words $(FW)) files into $(BUILD)/"
 
-sim: $(STAMP)
+sim: $(STAMP) ## the firmware end to end: virtual module + local cloud, both flows
 	$(BIN)/python -m tools.harness.demo
 
 # Benchmarks of issue #9 (receive path, memory floor, wire, time to connected, sign) under
 # micropython; writes BENCHMARKS.md. Not a test: nothing here asserts a timing.
 .PHONY: bench
-bench: $(STAMP)
+bench: $(STAMP) ## the benchmarks (unix port and emulated Pico); writes BENCHMARKS.md
 	$(BIN)/python -m tools.bench
 
 # The long run of the receive-path fuzz of issue 19 (make test runs a short one): seeded
@@ -43,27 +59,30 @@ bench: $(STAMP)
 # Each failing property is printed with the seed that reproduces it and a shrunk stream.
 # make fuzz FUZZ_SECONDS=60 FUZZ_SEED=7
 .PHONY: fuzz
-fuzz: $(STAMP)
+fuzz: $(STAMP) ## the long receive-path fuzz (FUZZ_SECONDS=600 FUZZ_SEED=1)
 	@st=0; \
 	MICROPYPATH=.:host_tests $(BIN)/micropython -X heapsize=8m host_tests/fuzzgen.py --seconds $(or $(FUZZ_SECONDS),600) --seed $(or $(FUZZ_SEED),1) || st=1; \
 	$(BIN)/python host_tests/fuzzgen.py --seconds $(or $(FUZZ_SECONDS),600) --seed $(or $(FUZZ_SEED),1) || st=1; \
 	exit $$st
 
-clean:
+clean: ## remove build/ and caches
 	rm -rf $(BUILD) .pytest_cache
 
 # ---------------------------------------------------------------- system packages
 # Debian packages the tests need, as command:package pairs; extend with `SYSDEPS += ...`
 # (e.g. mosquitto:mosquitto). Idempotent: installs only what is missing (CI runs as root on a
 # fresh Debian machine; elsewhere sudo is used when there is one).
-SYSDEPS += socat:socat
+SYSDEPS += socat:socat openssl:openssl node:nodejs
 
-sysdeps:
+sysdeps: ## install the missing Debian packages the tests use (openssl, Node.js, socat)
 	@missing=""; for d in $(SYSDEPS); do command -v $${d%%:*} >/dev/null 2>&1 || missing="$$missing $${d#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		if ! command -v apt-get >/dev/null 2>&1 || { [ -n "$$sudo" ] && ! command -v sudo >/dev/null 2>&1; }; then \
+			echo "sysdeps: missing:$$missing (the local cloud's certificates need openssl, pyright and the emulated Pico Node.js 18+): install them with your package manager"; exit 1; fi; \
 		echo "sysdeps: installing$$missing"; \
-		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || \
+			{ echo "sysdeps: apt-get could not install$$missing: install them by hand"; exit 1; }; \
 	fi
 
 # ---------------------------------------------------------------- lint and types
@@ -85,6 +104,7 @@ $(STUBS_DIR)/%/.installed-$(STUBS_VERSION): $(STAMP)
 	printf '{"extends": "../../../pyproject.toml", "stubPath": ".", "typeshedPath": "."}\n' > $(STUBS_DIR)/$*/pyrightconfig.json
 	touch $@
 
+lint: ## ruff, and pyright over the firmware with ESP32 and RP2 MicroPython stubs
 lint: $(STAMP) $(foreach b,$(LINT_BOARDS),$(STUBS_DIR)/$(b)/.installed-$(STUBS_VERSION))
 	$(BIN)/ruff check .
 	@for b in $(LINT_BOARDS); do echo "pyright: firmware/ boot.py main.py as MicroPython ($$b stubs $(STUBS_VERSION))"; \
@@ -101,16 +121,16 @@ MPREMOTE_OPTS ?=
 MPY_CROSS_OPTS ?=
 CONFIG        ?= config.json
 
-deploy: $(STAMP)
+deploy: $(STAMP) ## compile and copy the firmware + config to a board (PORT=/dev/ttyUSB0)
 	@test -n "$(PORT)" || { echo "usage: make deploy PORT=/dev/ttyUSB0 (or COM3, a vboard tty, socket://127.0.0.1:N)"; exit 2; }
 	$(BIN)/python -m tools.deploy --port "$(PORT)" --config "$(CONFIG)" --mpremote-opts "$(MPREMOTE_OPTS)" --mpy-cross-opts "$(MPY_CROSS_OPTS)" $(if $(NORESET),--no-reset)
 
 # package.json (mpremote mip install github:OWNER/REPO) lists every firmware/*.py: rerun
 # this after adding or removing a module (host_tests/test_deploy.py checks it).
-package:
+package: ## regenerate package.json (mip) after adding or removing a firmware module
 	$(PY_SYS) -m tools.deploy --package-json
 
-repl: $(STAMP)
+repl: $(STAMP) ## the board's REPL (PORT=...)
 	@test -n "$(PORT)" || { echo "usage: make repl PORT=/dev/ttyUSB0"; exit 2; }
 	$(BIN)/mpremote connect $(PORT) $(MPREMOTE_OPTS) repl
 
@@ -120,7 +140,7 @@ repl: $(STAMP)
 # port on a pty. VBOARD_IMAGE=v1.26.1: the Pico image without hashlib.md5.
 VBOARD       ?=
 VBOARD_IMAGE ?= v1.28.0
-vboard: $(STAMP)
+vboard: $(STAMP) ## a virtual board for deploy/repl: the emulated Pico (VBOARD=unix: the unix port)
 	$(BIN)/python -m tools.harness.vboard --flash vboard --image $(VBOARD_IMAGE) $(if $(filter unix,$(VBOARD)),--unix)
 
 # The board tier alone (make test runs it too): the firmware deployed onto the emulated Pico
@@ -129,5 +149,5 @@ vboard: $(STAMP)
 # make board BOARD_MINUTES=10 is the long run instead (tools/board/longrun.py): 4 KB downlinks
 # for that long on v1.28.0 (mqtt flow, NTP, default config), its heap figures, no MemoryError.
 BOARD_MINUTES ?=
-board: $(STAMP)
+board: $(STAMP) ## the emulated Pico tier alone (BOARD_MINUTES=10: the long run)
 	@RP2EMU="$(RP2EMU)" $(if $(BOARD_MINUTES),$(BIN)/python -m tools.board.longrun --minutes $(BOARD_MINUTES),$(BIN)/pytest -q -rs host_tests/test_board.py)

@@ -28,7 +28,7 @@ import threading
 
 from tools.cloud.auth import AuthHTTPServer
 from tools.cloud.broker import AliyunBroker, broker_config, listener_port
-from tools.cloud.certs import make_pki
+from tools.cloud.certs import OpensslMissing, make_pki
 from tools.cloud.registry import TOKEN_LIFETIME, CloudState
 
 CONSOLE_USER = "cloud-console"
@@ -203,7 +203,10 @@ def main(argv=None):
     if args.registry:
         with open(args.registry) as f:
             reg = json.load(f)
-    pki = make_pki(os.path.join(args.state, "tls"), args.host)
+    try:
+        pki = make_pki(os.path.join(args.state, "tls"), args.host)
+    except OpensslMissing as e:
+        raise SystemExit("local aliyun: %s" % e) from None
     st = CloudState(devices=reg.get("devices", []), products=reg.get("products", []), state_dir=args.state,
                     token_lifetime=args.token_lifetime, mqtt_host=args.host,
                     strict_securemode=not args.lenient_securemode, resources=args.resources)

@@ -37,8 +37,16 @@ def _ext(host):
 _KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
 
 
+class OpensslMissing(RuntimeError):
+    pass
+
+
 def _run(*args):
-    subprocess.run(("openssl",) + args, check=True, capture_output=True)
+    try:
+        subprocess.run(("openssl",) + args, check=True, capture_output=True)
+    except FileNotFoundError:
+        raise OpensslMissing("the local cloud makes its TLS certificates with the `openssl` command, "
+                             "which is not on PATH: install it (Debian/Ubuntu: apt-get install openssl)") from None
 
 
 def _ca(directory, stem, subject):
