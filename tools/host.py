@@ -36,13 +36,13 @@ def load(args):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Run the firmware on a PC against a module on a serial port or socket URL.")
+    ap = argparse.ArgumentParser(prog="python -m tools.host", description="Run the firmware on a PC against a module on a serial port or socket URL.")
     where = ap.add_mutually_exclusive_group()
     where.add_argument("--port", help="serial device of the USB-serial adapter (/dev/ttyUSB0, COM3)")
     where.add_argument("--url", help="socket://host:port or any pyserial URL")
-    ap.add_argument("--baud", type=int, default=115200)
+    ap.add_argument("--baud", type=int, default=115200, help="the serial port's speed (default 115200)")
     ap.add_argument("--flow", action="store_true", help="RTS/CTS hardware flow control on the serial port")
-    ap.add_argument("--config", default="config.json")
+    ap.add_argument("--config", default="config.json", help="the device's config file (default config.json)")
     what = ap.add_mutually_exclusive_group()
     what.add_argument("--diag", action="store_true", help="print diag.report() and run diag.check()")
     what.add_argument("--at", metavar="CMD", help="send one AT command and print the reply")

@@ -125,9 +125,9 @@ def render(info):
 
 
 def main(argv=None):
-    p = _Parser(prog="tools.sign", description=__doc__.split("\n\n")[0])
-    p.add_argument("--product-key", required=True, metavar="PK")
-    p.add_argument("--device-name", required=True, metavar="DN")
+    p = _Parser(prog="python -m tools.sign", description=__doc__.split("\n\n")[0])
+    p.add_argument("--product-key", required=True, metavar="PK", help="the ProductKey")
+    p.add_argument("--device-name", required=True, metavar="DN", help="the DeviceName")
     p.add_argument("--device-secret", metavar="DS", default=os.environ.get("ALIYUN_DEVICE_SECRET"),
                    help="or set ALIYUN_DEVICE_SECRET")
     p.add_argument("--client-id", metavar="ID",
@@ -136,7 +136,7 @@ def main(argv=None):
                    help="hmacmd5 | hmacsha1 | hmacsha256 (default: hmacsha256 for MQTT, hmacmd5 for HTTP auth)")
     p.add_argument("--timestamp", metavar="MS", help="milliseconds, signed and sent when given")
     p.add_argument("--securemode", type=int, default=2, metavar="2|3", help="2 = TLS (default), 3 = plain TCP")
-    p.add_argument("--region", default="cn-shanghai")
+    p.add_argument("--region", default="cn-shanghai", help="the instance's region, for the MQTT host (default cn-shanghai)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
     try:
