@@ -53,8 +53,27 @@ class Topics:
         return self.service_prefix + identifier + "_reply"
 
 
+# Where the servers are (docs/aliyun.md, "Endpoints"): the one home of these rules, for MQTT
+# (direct sign, the "http" flow's fallback, registration over MQTT) and for the auth server
+# (the "http" flow's token, HTTPS registration). An instance (instance_id: the new public
+# instances and the Enterprise Edition) has its own names, whatever the region; the previous
+# public instances are named by ProductKey and region. mqtt_host / auth_host override both.
 def mqtt_host(cfg):
-    return cfg.get("mqtt_host") or "%s.iot-as-mqtt.%s.aliyuncs.com" % (cfg["product_key"], cfg["region"])
+    if cfg.get("mqtt_host"):
+        return cfg["mqtt_host"]
+    iid = cfg.get("instance_id")
+    if iid:
+        return iid + ".mqtt.iothub.aliyuncs.com"
+    return "%s.iot-as-mqtt.%s.aliyuncs.com" % (cfg["product_key"], cfg["region"])
+
+
+def auth_host(cfg):
+    if cfg.get("auth_host"):
+        return cfg["auth_host"]
+    iid = cfg.get("instance_id")
+    if iid:
+        return iid + ".auth.iothub.aliyuncs.com"
+    return "iot-auth.%s.aliyuncs.com" % cfg["region"]
 
 
 def matches(flt, topic):

@@ -1,4 +1,4 @@
-# Aliyun's auth server (iot-auth.{region}.aliyuncs.com) through the module's HTTP POST:
+# Aliyun's auth server (firmware/aliyun.py auth_host()) through the module's HTTP POST:
 #   auth_form()      Flow A, body of POST /auth/devicename (its length goes to AT+HTTPDATA)
 #   register_form()  Flow C, body of POST /auth/register/device (one type, one secret)
 #   http_auth()      Flow A end to end: sign, POST, the iotId/iotToken of the answer
@@ -11,6 +11,7 @@
 import json
 
 from firmware import log
+from firmware.aliyun import auth_host
 from firmware.errors import CloudError
 from firmware.sign import check_client_id, client_id, check_name, check_secret, check_text, check_timestamp, digest_name, sign_hex
 
@@ -83,7 +84,7 @@ def register_form(product_key, device_name, product_secret, random, method="hmac
 
 
 def auth_url(cfg, path="/auth/devicename"):
-    return "https://%s%s" % (cfg.get("auth_host") or "iot-auth.%s.aliyuncs.com" % cfg["region"], path)
+    return "https://%s%s" % (auth_host(cfg), path)
 
 
 def _reply(data):

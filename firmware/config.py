@@ -44,9 +44,10 @@ DEFAULTS = {
     "ca": None,
     "keepalive": 300,
     "apn": "CMIIOT",
-    "mqtt_host": None,  # default "{product_key}.iot-as-mqtt.{region}.aliyuncs.com"
+    "instance_id": None,  # an instance's ID (the console's instance page): its own hosts
+    "mqtt_host": None,  # default "{instance_id}.mqtt.iothub.aliyuncs.com" or "{product_key}.iot-as-mqtt.{region}.aliyuncs.com"
     "mqtt_port": 1883,
-    "auth_host": None,  # default "iot-auth.{region}.aliyuncs.com"
+    "auth_host": None,  # default "{instance_id}.auth.iothub.aliyuncs.com" or "iot-auth.{region}.aliyuncs.com"
     "interval": 10,  # seconds between telemetry messages
     "qos": 1,  # telemetry QoS (0 or 1)
     "log_level": "info",
@@ -143,6 +144,17 @@ def _host(cfg, path, field):
         _fail(path, field, "%s is not a host name" % _show(v))
 
 
+def _instance(cfg, path):
+    # the first label of {instance_id}.mqtt.iothub.aliyuncs.com: a DNS label (RFC 1035, 63)
+    v = cfg.get("instance_id")
+    if isinstance(v, str) and "_" in v:
+        _fail(path, "instance_id", "%s is not a host name label: an ID with '_' (iot_instc_pu_...) is a previous "
+              "public instance, which has no hosts of its own: leave instance_id out" % _show(v))
+    v = _text(cfg, path, "instance_id", 1, 63, "-", "the instance ID the console shows, such as iot-06z00ax1o4qq2ly")
+    if v is not None and (v[0] == "-" or v[-1] == "-"):
+        _fail(path, "instance_id", "%s is not an instance ID such as iot-06z00ax1o4qq2ly ('-' at an end)" % _show(v))
+
+
 def _pin(path, field, v):
     """A GPIO number the board has (machine.Pin(n) with no mode only looks the pin up)."""
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 48:
@@ -203,6 +215,7 @@ def _check(cfg, path):
     r = _text(cfg, path, "region", 2, 32, "-", "a region such as cn-shanghai", True) or ""
     if r != r.lower() or not r[0].isalpha():
         _fail(path, "region", "%s is not a region such as cn-shanghai (lower case)" % _show(r))
+    _instance(cfg, path)
     _host(cfg, path, "mqtt_host")
     _host(cfg, path, "auth_host")
     if cfg["apn"] != "":  # "": the network's default

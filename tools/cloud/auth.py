@@ -73,8 +73,11 @@ def parse_direct_client_id(client_id):
     return ident, params
 
 
+INSTANCE_AUTH = ".auth.iothub.aliyuncs.com"  # an instance's auth server: {instanceId} + this
+
+
 # -- Flow A: POST /auth/devicename -------------------------------------------------------
-def auth_devicename(state, form):
+def auth_devicename(state, form, host=None):
     for k in ("productKey", "deviceName", "clientId", "sign"):
         if not form.get(k):
             return reply(CODE_BAD_PARAM, "param error: %s is missing" % k)
@@ -93,17 +96,22 @@ def auth_devicename(state, form):
             return reply(CODE_BAD_SIGN, "sign check error")
         data = {"iotId": d["iotId"], "iotToken": state.issue_token(d["iotId"])}
         if "mqtt" in form.get("resources", "").split(","):
-            data["resources"] = {"mqtt": mqtt_resource(state, d["productKey"])}
+            data["resources"] = {"mqtt": mqtt_resource(state, d["productKey"], host)}
         return reply(CODE_OK, "success", data)
 
 
-def mqtt_resource(state, pk):
+def mqtt_resource(state, pk, host=None):
     """resources.mqtt of the reply: like Aliyun ("aliyun", the default:
-    {pk}.iot-as-mqtt.{region}.aliyuncs.com:1883, for clients that map that name to the
-    local broker, e.g. the virtual module) or this broker's own address ("local": host
-    and plain port, which also takes TLS as Aliyun's 1883 does)."""
+    {pk}.iot-as-mqtt.{region}.aliyuncs.com:1883, or {instanceId}.mqtt.iothub.aliyuncs.com:1883
+    when the request came to an instance's auth host {instanceId}.auth.iothub.aliyuncs.com
+    (its Host header), for clients that map those names to the local broker, e.g. the
+    virtual module) or this broker's own address ("local": host and plain port, which also
+    takes TLS as Aliyun's 1883 does)."""
     if state.resources == "local":
         return {"host": state.mqtt_host, "port": state.mqtt_port}
+    name = (host or "").split(":")[0].lower()
+    if name.endswith(INSTANCE_AUTH) and name != INSTANCE_AUTH[1:]:
+        return {"host": name[: -len(INSTANCE_AUTH)] + ".mqtt.iothub.aliyuncs.com", "port": 1883}
     return {"host": "%s.iot-as-mqtt.%s.aliyuncs.com" % (pk, state.region), "port": 1883}
 
 
@@ -230,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
             if form is None:
                 res = reply(CODE_BAD_PARAM, "param error: body must be application/x-www-form-urlencoded")
             elif path == "/auth/devicename":
-                res = auth_devicename(self.server.state, form)
+                res = auth_devicename(self.server.state, form, self.headers.get("Host"))
             else:
                 res = register_device(self.server.state, form)
             return self._send(200, res)
