@@ -56,6 +56,8 @@ DEFAULTS = {
     "reset_pin": None,  # GPIO wired to the module's reset/power key, if any
     "outbox": 20,  # QoS 1 messages kept while the link is down
     "outbox_policy": "drop_oldest",  # or "refuse_new"
+    "outbox_persist": False,  # true: the outbox is also a journal on flash, kept across reboots
+    "outbox_dir": None,  # its folder; null: "outbox" beside config.json
     "backoff_min_ms": 1000,  # first retry after a failure (then doubling, with jitter)
     "backoff_max_ms": 60000,  # cap of the retry backoff
     "backoff_refused_ms": 600000,  # retry after refused credentials (not hammered)
@@ -224,13 +226,18 @@ def _check(cfg, path):
     _one_of(cfg, path, "sign_method", METHODS)
     _one_of(cfg, path, "outbox_policy", ("drop_oldest", "refuse_new"))
     _one_of(cfg, path, "log_level", ("debug", "info", "warn", "error"))
-    for f in ("tls", "tls_verify", "thing", "ntp"):
+    for f in ("tls", "tls_verify", "thing", "ntp", "outbox_persist"):
         if not isinstance(cfg[f], bool):
             _fail(path, f, "%s is not true or false" % _show(cfg[f]))
     _num(cfg, path, "keepalive", 30, 1200, why=" (seconds: the platform's range)")
     _num(cfg, path, "mqtt_port", 1, 65535)
     _num(cfg, path, "qos", 0, 1, why=" (Aliyun takes QoS 0 and 1)")
     _num(cfg, path, "outbox", 1, 1000, why=" (messages kept in RAM)")
+    d = _text(cfg, path, "outbox_dir", 1, 128, "/-_.", "a folder: letters, digits and /-_.")
+    if d is None:
+        cfg["outbox_dir"] = path[: path.rfind("/") + 1] + "outbox"  # beside config.json, as secret.json
+    elif d.rstrip("/") in ("", ".", ".."):
+        _fail(path, "outbox_dir", "%s is not a folder of its own" % _show(d))
     _num(cfg, path, "interval", 0.01, _MAX_S, False,
          " (seconds: the main loop ticks every 5 ms; a board's clock waits at most 6.2 days)")
     for f in ("stats_interval", "ntp_interval", "property_interval"):

@@ -82,7 +82,8 @@ class Link:
         uart = cfg.get("uart") or {}
         self.flow = bool(uart.get("flow"))  # RTS/CTS on both ends (AT+IFC=2,2)
         modem.at.baud = uart.get("baud") or 115200  # how long a counted payload takes
-        self.outbox = Outbox(cfg.get("outbox", 20), cfg.get("outbox_policy", "drop_oldest"))
+        persist = cfg.get("outbox_persist") and (cfg.get("outbox_dir") or "outbox")  # a journal on flash
+        self.outbox = Outbox(cfg.get("outbox", 20), cfg.get("outbox_policy", "drop_oldest"), persist or None)
         self.subscriptions = [(topics.get, 0)]
         self.on_message = None  # handler(topic: str, payload: bytes)
         self.on_up = None  # called after every (re)connect
@@ -220,6 +221,7 @@ class Link:
         s["faults"] = dict(self.counters["faults"])
         s["state"] = self.state
         s["outbox"] = len(self.outbox)
+        s["outbox_ram_only"] = self.outbox.ram_only  # the journal could not write them
         st = getattr(self.modem, "stats", None) or {}
         s["downlinks_dropped"] = st.get("downlinks_dropped", 0)
         r = sorted(self.recovery_ms)

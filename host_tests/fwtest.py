@@ -150,6 +150,39 @@ def release_log():
     log.sink = None
 
 
+def tmpdir(name):
+    """A new empty folder /tmp/fwtest-<name>-<ticks>-<n> (no tempfile module on MicroPython)."""
+    import os
+
+    from firmware.port import ticks_ms
+
+    d = "/tmp/fwtest-%s-%d" % (name, ticks_ms())
+    n = 0
+    while True:
+        try:
+            os.mkdir(d + "-%d" % n)
+            return d + "-%d" % n
+        except OSError:
+            n += 1
+
+
+def rmtree(d):
+    """Remove folder `d` and what it holds (nothing if it is not there)."""
+    import os
+
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    for name in names:
+        p = d + "/" + name
+        try:
+            os.remove(p)
+        except OSError:
+            rmtree(p)
+    os.rmdir(d)
+
+
 def msub(topic, payload):
     """A +MSUB downlink URC exactly as the module frames it (payload read by count)."""
     return b'\r\n+MSUB: "' + topic + b'",' + str(len(payload)).encode() + b" byte," + payload + b"\r\n"

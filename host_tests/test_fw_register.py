@@ -5,10 +5,10 @@
 import json
 import os
 
-from fwtest import LogCapture, raises
+import fwtest
+from fwtest import LogCapture, raises, rmtree
 
 from firmware import auth, config, log, register
-from firmware.port import ticks_ms
 from firmware.errors import CloudError
 
 PK, DN, PS = "a1DynRegPk1", "dyn-device-7", "DynRegProductSecret00000000000001"
@@ -16,20 +16,7 @@ DS = "RegisteredSecret0000000000000042"
 
 
 def tmpdir():
-    d = "/tmp/fwtest-register-%d" % ticks_ms()
-    n = 0
-    while True:
-        try:
-            os.mkdir(d + "-%d" % n)
-            return d + "-%d" % n
-        except OSError:
-            n += 1
-
-
-def rmtree(d):
-    for name in os.listdir(d):
-        os.remove(d + "/" + name)
-    os.rmdir(d)
+    return fwtest.tmpdir("register")
 
 
 def read(path):

@@ -16,6 +16,8 @@ of this folder:
   sign     sign.py     one sign with hashlib and with the pure-Python fallback (micropython)
   burst    burst.py    a burst of downlinks through the whole app at 115200 baud: sent,
                        reached the module, delivered to the app (each once, in order)
+  journal  journal.py  the durable outbox's flash wear: bytes written per QoS 1 message
+                       (append-only segments against rewriting the queue), under micropython
   board    board.py    on the emulated Pico (tools/board/, the real rp2 port): live heap
                        after boot and once connected, the peak between two collections,
                        bytes per message, where every KB goes, CPU against wire time
@@ -197,6 +199,24 @@ def sign_rows(sg):
                "fallback < 5 ms" if fb is not None else "", yes(fb < 5) if fb is not None else "")
 
 
+def run_journal(quick):
+    p = under_micropython("journal")
+    r = {"output": p.stdout.strip(), "sizes": []}
+    for m in re.finditer(r"payload\s+(\d+) B\s+journal ([\d.]+) bytes written per message.*?rewrite-the-queue ([\d.]+) "
+                         r"bytes written per message", p.stdout):
+        r["sizes"].append((int(m.group(1)), float(m.group(2)), float(m.group(3))))
+    if p.returncode or not r["sizes"]:
+        r["error"] = (p.stderr or p.stdout).strip()[-500:]
+    return r
+
+
+def journal_rows(j):
+    for size, per, naive in j["sizes"]:
+        yield ("Durable outbox: flash bytes written per QoS 1 message, %d B payload" % size,
+               "%.1f B (rewriting the queue per change: %.0f B)" % (per, naive), "append-only, < payload + 100 B",
+               yes(per < size + 100))
+
+
 def board_rows(b):
     from tools.bench.board import board_rows as rows  # the board's figures are that file's
 
@@ -206,7 +226,7 @@ def board_rows(b):
 # (benchmark, its name in an error row, its rows), in the table's order
 TABLE = (("board", "Board", board_rows), ("at", "Receive path", at_rows), ("memory", "Memory", memory_rows),
          ("wire", "Wire", wire_rows), ("connect", "Connect", connect_rows), ("sign", "Sign", sign_rows),
-         ("burst", "Burst", burst_rows))
+         ("burst", "Burst", burst_rows), ("journal", "Journal", journal_rows))
 
 
 def table(m, res):
@@ -278,6 +298,9 @@ def write_md(path, m, res, started, took):
         "bearer, TCP/TLS connect, HTTP, CONNACK, SUBACK); best of N runs.",
         "- **Sign** (tools/bench/sign.py, under micropython): one HMAC over the seed's sign content with a "
         "32-byte secret, with hashlib and with firmware/sign.py's pure-Python MD5/SHA-1.",
+        "- **Durable outbox** (tools/bench/journal.py, under micropython): 1,000 QoS 1 messages through "
+        "firmware/outbox.py with a journal folder, 10 waiting for their PUBACK at any time; the bytes the journal "
+        "hands to the file system per message, against writing the whole queue as one JSON file per change.",
         "- **Board** (tools/bench/board.py): the firmware deployed with `make deploy PORT=socket://...` onto the "
         "emulated Pico (MicroPython v1.28.0, RPI_PICO; tools/board/), measured on the board itself from its raw "
         "REPL: gc.mem_alloc() after gc.collect() per step, the GC off over a step for what it allocates, and the "
@@ -300,7 +323,7 @@ def write_md(path, m, res, started, took):
         extra += ["## Time to connected, in detail", "", con["findings"], ""]
     lines += extra
     lines += ["## Raw output", ""]
-    for k in ("at", "sign"):
+    for k in ("at", "sign", "journal"):
         if res.get(k, {}).get("output"):
             lines += ["```", res[k]["output"], "```", ""]
     with open(path, "w") as f:
@@ -310,7 +333,7 @@ def write_md(path, m, res, started, took):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
-    ap.add_argument("--only", default="at,sign,wire,connect,memory,burst,board")
+    ap.add_argument("--only", default="at,sign,wire,connect,memory,burst,journal,board")
     ap.add_argument("--quick", action="store_true", help="fewer messages and runs (a smoke run)")
     ap.add_argument("--json", help="also write every figure here")
     a = ap.parse_args(argv)
@@ -328,6 +351,9 @@ def main(argv=None):
             print(res[name]["output"])
         elif name == "sign":
             res[name] = run_sign(a.quick)
+            print(res[name]["output"])
+        elif name == "journal":
+            res[name] = run_journal(a.quick)
             print(res[name]["output"])
         elif name in ("memory", "wire", "connect", "burst"):
             res[name] = run_json(name, q, 900)
