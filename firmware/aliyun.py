@@ -31,6 +31,8 @@ class Topics:
         self.ntp_request = "/ext/ntp" + base + "/request"
         self.ntp_response = "/ext/ntp" + base + "/response"
         self.ota_inform = "/ota/device/inform" + base
+        self.ota_upgrade = "/ota/device/upgrade" + base  # update jobs (firmware/ota.py)
+        self.ota_progress = "/ota/device/progress" + base
         self.base = base
 
     def expand(self, topic):

@@ -67,6 +67,9 @@ DEFAULTS = {
     "ntp": True,  # time over MQTT (/ext/ntp): telemetry gets a real "ts"
     "ntp_interval": 3600,  # seconds between NTP syncs over MQTT (also on every connect; 0: only then)
     "property_interval": 60,  # seconds between thing-model property posts (also on connect; 0: only then)
+    "ota": True,  # take update jobs from /ota/device/upgrade (docs/ota.md)
+    "ota_boots": 3,  # boots a new firmware gets to reach "connected" before it is rolled back
+    "ota_trial_s": 600,  # seconds a new firmware may stay unconnected before it resets the board
 }
 
 _secrets = ()  # the secrets of the config being checked: never shown by _show()
@@ -226,7 +229,7 @@ def _check(cfg, path):
     _one_of(cfg, path, "sign_method", METHODS)
     _one_of(cfg, path, "outbox_policy", ("drop_oldest", "refuse_new"))
     _one_of(cfg, path, "log_level", ("debug", "info", "warn", "error"))
-    for f in ("tls", "tls_verify", "thing", "ntp", "outbox_persist"):
+    for f in ("tls", "tls_verify", "thing", "ntp", "outbox_persist", "ota"):
         if not isinstance(cfg[f], bool):
             _fail(path, f, "%s is not true or false" % _show(cfg[f]))
     _num(cfg, path, "keepalive", 30, 1200, why=" (seconds: the platform's range)")
@@ -246,6 +249,8 @@ def _check(cfg, path):
     _num(cfg, path, "backoff_max_ms", cfg["backoff_min_ms"], 3600000, why=" (from backoff_min_ms)")
     _num(cfg, path, "backoff_refused_ms", 10, 86400000)
     _num(cfg, path, "status_ms", 0, 3600000)
+    _num(cfg, path, "ota_boots", 1, 20, why=" (boots before a rollback)")
+    _num(cfg, path, "ota_trial_s", 30, _MAX_S, why=" (seconds)")
     wdt = 600000
     if PLATFORM == "rp2":  # machine.WDT's limit: the 24-bit counter
         wdt = 16777 if "2350" in getattr(sys.implementation, "_machine", "") else 8388

@@ -95,6 +95,16 @@ class Device:
             from firmware.ntp import Ntp
 
             self.ntp = Ntp(self.link, self.topics, cfg.get("ntp_interval", 3600))
+        self.ota = None  # firmware/ota.py's Ota: loaded when a job comes or one is pending
+        self._trial = False  # a new firmware on trial (firmware/update.py): kept once up
+        if cfg.get("ota", True):
+            from firmware import update
+
+            self._trial, work = update.pending()
+            drop("firmware.update")
+            self.link.subscribe(self.topics.ota_upgrade, 0)
+            if work:
+                self._load_ota()
         self.started = ticks_ms()
 
     # ------------------------------------------------------------------ the API
@@ -142,6 +152,8 @@ class Device:
             self.thing.poll()
         if self.ntp:
             self.ntp.poll()
+        if self.ota or self._trial:
+            self._ota_step()
 
     def run(self, until=None, every=None):
         """step() in a loop (5 ms apart) until until() is true; every(): the caller's own
@@ -156,7 +168,31 @@ class Device:
             sleep_ms(_LOOP_MS)
 
     # ------------------------------------------------------------------ internal
+    def _load_ota(self):
+        if self.ota is None:
+            from firmware.ota import Ota
+
+            self.ota = Ota(self.link, self.topics, self.cfg)
+        return self.ota
+
+    def _ota_step(self):
+        """The update's turn: one chunk of a download; a firmware on trial that does not
+        connect within ota_trial_s resets the board (a boot counted toward the rollback)."""
+        try:
+            if self.ota:
+                self.ota.poll()
+            if self._trial and not self.link.up and self.uptime_s() > self.cfg.get("ota_trial_s", 600):
+                log.error(_TAG, "new firmware not connected after %d s: resetting", self.uptime_s())
+                from firmware.update import reboot
+
+                reboot()
+        except Exception as e:  # step() never raises (a reset is SystemExit, not caught)
+            log.error(_TAG, "ota: %s", log.err(e))
+
     def _on_message(self, topic, payload):
+        if topic == self.topics.ota_upgrade and self.cfg.get("ota", True):
+            self._load_ota().handle(topic, payload)
+            return
         if self.thing and self.thing.handle(topic, payload):
             return
         if self.ntp and self.ntp.handle(topic, payload):
@@ -181,6 +217,14 @@ class Device:
                 self.link.publish(self.topics.ota_inform, version_inform("1", __version__), 1)
             if self.ntp:
                 self.ntp.on_up()
+            if self._trial:  # the new firmware reached "connected": it stays
+                from firmware import update
+
+                update.connected()
+                drop("firmware.update")
+                self._trial = False
+            if self.ota:
+                self.ota.report_result()
         except Exception as e:  # never let this take the link down
             log.error(_TAG, "on_up: %s", log.err(e))
         if self.on_up:

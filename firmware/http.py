@@ -59,3 +59,31 @@ def _term(at):
         at.cmd("AT+HTTPTERM")
     except ModemError as e:
         log.debug(_TAG, "HTTPTERM: %s", e)
+
+
+def get_range(modem, url, start, end):
+    """GET bytes start..end (inclusive) of `url`, or start.. to its end with end < start:
+    AT+HTTPPARA "BREAK" / "BREAKEND", the module's resumable download (docs/ota.md says why
+    not AT+HTTPREAD=<start>,<len>). Returns (status, bytes): 206 for a part, 200 when the
+    server sent the whole file; ModemError when the module could not make the request."""
+    at = modem.at
+    url = quoted("url", url)
+    _term(at)  # a session left open by an interrupted chunk would make HTTPINIT fail
+    at.cmd("AT+HTTPINIT")
+    try:
+        for para in ('"URL","%s"' % url, '"BREAK",%d' % start, '"BREAKEND",%d' % end):
+            at.cmd("AT+HTTPPARA=" + para)
+        at.cmd("AT+HTTPACTION=0", then=(b"+HTTPACTION",), timeout=_HTTP_MS)
+        v = ints(at.final)
+        status = v[1] if len(v) > 2 else None
+        if status is None or status >= 600:
+            raise ModemError("GET failed in the module: %s %s" % (status, STATUS.get(status or 0, "")), "connect")
+        if not v[2]:
+            return status, b""
+        at.cmd("AT+HTTPREAD", info=b"+HTTPREAD", timeout=_HTTP_MS)
+        data = at.payload or b""
+        if len(data) != v[2]:
+            raise ModemError("HTTP %d: HTTPREAD gave %d of %d bytes" % (status, len(data), v[2]), "connect")
+        return status, data
+    finally:
+        _term(at)

@@ -10,6 +10,8 @@ of device publishes, and drives it through the console (console.py):
         rid = cloud.call_service(pk, dn, "ping", {})                 # answered by the device:
         cloud.wait_reply(pk, dn, rid, "ping")                        # its _reply, as a dict
         cloud.set_thing_reply(code)   # the code of the platform's property/event post replies
+        job = cloud.ota_job(pk, dn, "build/ota-1.3.0.bin")          # an update job (ota.py),
+        cloud.ota_progress(pk, dn), cloud.ota_served()                # its reports, the GETs
 
 The platform's own answers (broker.py platform_replies): property and event posts get their
 `_reply`, NTP requests get serverRecvTime/serverSendTime (the cloud's clock, moved by
@@ -230,6 +232,29 @@ class LocalCloud(Started):
     def device_list(self):
         """The registry as the cloud sees it now (with deviceSecret, active, online)."""
         return self._control("devices")["devices"]
+
+    # -- OTA (ota.py) -------------------------------------------------------------------------------
+    def ota_job(self, pk, dn, package, sign_method="SHA256", tamper=False, scheme="https", **override):
+        """Console "start an update": the package served, its job pushed; returns the
+        staged package ({"name", "version", "size", "md5", "sha256"})."""
+        from tools.cloud import ota
+
+        staged = ota.stage(self.state_dir, package, tamper)
+        msg = ota.job_message(staged, sign_method, scheme, **override)
+        self.publish(ota.upgrade_topic(pk, dn), msg, 1)
+        return staged
+
+    def ota_progress(self, pk, dn, since=0):
+        """[(step, desc)] of the device's progress reports (uplinks from index `since`)."""
+        from tools.cloud import ota
+
+        return ota.progress(self.uplinks()[since:], pk, dn)
+
+    def ota_served(self):
+        """Every package GET answered: [{"file", "range", "status", "bytes"}]."""
+        from tools.cloud import ota
+
+        return ota.served(self.state_dir)
 
     # -- thing model (Alink JSON) ------------------------------------------------------------------
     def set_thing_reply(self, code=200):

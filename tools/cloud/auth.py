@@ -252,6 +252,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, reply(404, "not found"))
 
     def do_GET(self):
+        if self.path.startswith("/ota/") and self.server.state.state_dir:  # update packages (ota.py)
+            from tools.cloud import ota
+
+            return ota.serve(self, self.server.state.state_dir)
         self._send(404, reply(404, "not found"))
 
 

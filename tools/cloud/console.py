@@ -10,6 +10,7 @@ is the same for a person:
     python -m tools.cloud.console --state DIR kick PK DN         # server-side disconnect
     python -m tools.cloud.console --state DIR set PK DN '{"LightSwitch":1}'   # thing model: set
     python -m tools.cloud.console --state DIR call PK DN ping '{}'            # ... call a service
+    python -m tools.cloud.console --state DIR ota PK DN build/ota-1.3.0.bin    # an update job (ota.py)
 
 --state is the cloud's state directory (or its cloud.json), where the running cloud wrote its
 ports and the privileged console credentials (new ones at every cloud start). The console is
@@ -214,6 +215,12 @@ def main(argv=None):
         sp.add_argument("pk")
         sp.add_argument("dn")
     ca.add_argument("identifier")
+    o = sub.add_parser("ota", help="start an update job from a package (tools/ota_package.py) and show its progress")
+    o.add_argument("pk")
+    o.add_argument("dn")
+    o.add_argument("package")
+    o.add_argument("--sign-method", default="SHA256", choices=("SHA256", "MD5"))
+    o.add_argument("--wait", type=float, default=300.0, help="seconds to show progress reports (0: do not wait)")
     for sp in (st, ca):
         sp.add_argument("params", help="the params object, JSON")
         sp.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the device's reply (0: do not wait)")
@@ -230,9 +237,30 @@ def main(argv=None):
                                                          d["active"], d["online"]))
     elif a.cmd == "kick":
         print("kicked %d connection(s)" % control(info, "kick", productKey=a.pk, deviceName=a.dn)["kicked"])
+    elif a.cmd == "ota":
+        return ota_command(info, a)
     else:
         return thing_command(info, a)
     return 0
+
+
+def ota_command(info, a):
+    """`ota`: serve the package, push the job, print each progress report until 100 or a
+    failure (0 when the device downloaded and verified it)."""
+    from tools.cloud import ota
+
+    record = UplinkRecord(info["uplinks"])
+    staged = ota.stage(info["state_dir"], a.package)
+    publish(info, ota.upgrade_topic(a.pk, a.dn), ota.job_message(staged, a.sign_method), 1)
+    print("job: version %s, %d bytes, %s, to %s/%s" % (staged["version"], staged["size"], a.sign_method, a.pk, a.dn))
+    deadline = time.monotonic() + a.wait
+    while time.monotonic() < deadline:
+        for step, desc in ota.progress(record.read(), a.pk, a.dn):
+            print("progress %s%s" % (step, " " + desc if desc else ""), flush=True)
+            if step == 100 or step < 0:
+                return 0 if step == 100 else 1
+        time.sleep(0.2)
+    return 1 if a.wait > 0 else 0
 
 
 if __name__ == "__main__":

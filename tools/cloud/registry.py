@@ -49,6 +49,7 @@ class CloudState:
         self.resources, self.region = resources, region
         self.strict_securemode = strict_securemode
         self.thing_reply_code = 200  # the code of thing-model post replies (None: no reply)
+        self.state_dir = state_dir  # also where update packages are served from (ota.py)
         self.state_path = os.path.join(state_dir, "state.json") if state_dir else None
         self.products = {}
         self.devices = {}

@@ -33,10 +33,33 @@ ROMFS_BOOT = ("import sys, vfs\nf = open(%r, 'rb')\nimg = bytearray(f.seek(0, 2)
               "sys.path.insert(0, '/rom')\nimport main\n")
 
 
-class Firmware:
-    """main.py under micropython, its log collected line by line."""
+# A board's start from its flash: boot.py, then main.py, both from the work directory.
+FLASH_BOOT = "import boot\nimport main\n"
 
-    def __init__(self, workdir, heapsize=None, mpy_dir=None, echo=None, script=None, args=(), romfs=None):
+
+def copy_to_flash(workdir):
+    """The firmware as `make deploy` leaves a board's flash (sources here: the unix port
+    compiles them): firmware/*.py and the bundled CA, boot.py, main.py."""
+    os.makedirs(os.path.join(workdir, "firmware"), exist_ok=True)
+    for name in os.listdir(os.path.join(ROOT, "firmware")):
+        if name.endswith((".py", ".pem")):
+            shutil.copyfile(os.path.join(ROOT, "firmware", name), os.path.join(workdir, "firmware", name))
+    for name in ("boot.py", "main.py"):
+        shutil.copyfile(os.path.join(ROOT, name), os.path.join(workdir, name))
+
+
+class Firmware:
+    """main.py under micropython, its log collected line by line. flash=True: the firmware
+    on the work directory (copy_to_flash) runs from there, boot.py first, as on a board;
+    boots=N: when the process ends (a reset: machine.reset()'s stand-in, a crash the
+    watchdog would reset) it is started again, up to N times, its log going on in `lines`."""
+
+    def __init__(self, workdir, heapsize=None, mpy_dir=None, echo=None, script=None, args=(), romfs=None,
+                 flash=False, boots=0):
+        self.flash = flash
+        self.boots = boots
+        self.resets = 0
+        self._stopping = False
         self.workdir = workdir
         self.romfs = romfs  # a ROMFS image of the .mpy files (mpremote romfs build): run from it
         self.script = script  # another firmware-level script instead of main.py (tests)
@@ -62,16 +85,31 @@ class Firmware:
         elif self.mpy_dir:
             cmd += ["-c", "import main"]
             env["MICROPYPATH"] = self.mpy_dir
+        elif self.flash:
+            cmd += ["-c", FLASH_BOOT]
+            env["MICROPYPATH"] = "."
         else:
             cmd += [self.script or os.path.join(ROOT, "main.py")] + self.args
             env["MICROPYPATH"] = ROOT
-        self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        threading.Thread(target=self._read, daemon=True).start()
+        self._cmd, self._env = cmd, env
+        self._spawn()
         return self
 
-    def _read(self):
-        read_lines(self.proc.stdout, self.lines, self._cv, self.echo)
+    def _spawn(self):
+        self.proc = subprocess.Popen(self._cmd, cwd=self.workdir, env=self._env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+
+    def _read(self, proc):
+        read_lines(proc.stdout, self.lines, self._cv, self.echo)
+        rc = proc.wait()
+        with self._cv:
+            if self._stopping or self.resets >= self.boots:
+                return
+            self.resets += 1
+            self.lines.append("harness: board reset (exit %s), boot %d" % (rc, self.resets + 1))
+            self._spawn()
+            self._cv.notify_all()
 
     def wait_log(self, match, timeout=30.0, since=0):
         """The first log line (from index `since`) containing `match` (or for which
@@ -86,7 +124,8 @@ class Firmware:
                         return self.lines[i]
                     i += 1
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and i >= len(self.lines)):
+                dead = self.proc.poll() is not None and self.resets >= self.boots
+                if left <= 0 or (dead and i >= len(self.lines)):
                     tail = "\n".join(self.lines[-30:])
                     state = "exited %s" % self.proc.returncode if self.proc.poll() is not None else "running"
                     raise TimeoutError("firmware log has no %r after %.0f s (%s); last lines:\n%s" % (match, timeout, state, tail))
@@ -97,7 +136,9 @@ class Firmware:
             return "\n".join(self.lines)
 
     def stop(self):
-        p, self.proc = self.proc, None
+        with self._cv:
+            self._stopping = True
+            p, self.proc = self.proc, None
         if p is None:
             return None
         return stop_process(p, 5)
@@ -113,7 +154,9 @@ class SimEnv(Started):
 
     def __init__(self, flow="mqtt", tls=True, device=DEMO, cfg=None, vm=None, cloud=None,
                  start_firmware=True, heapsize=None, mpy_dir=None, echo=None, romfs=None,
-                 personality=None):
+                 personality=None, flash=False, boots=0):
+        self.flash = flash  # the firmware runs from the work dir's copy (Firmware's flash=)
+        self.boots = boots
         self.flow = flow
         self.tls = tls
         self.personality = personality
@@ -166,6 +209,8 @@ class SimEnv(Started):
             shutil.copyfile(self.cloud.ca_file, os.path.join(self.workdir, CA_NAME))
             with open(os.path.join(self.workdir, "config.json"), "w") as f:
                 json.dump(self.config(), f, indent=1)
+            if self.flash:
+                copy_to_flash(self.workdir)
             if self.start_firmware:
                 self.run_firmware()
         except BaseException:
@@ -182,7 +227,8 @@ class SimEnv(Started):
         return self.cloud.wait_uplink(lambda tp, p: tp == t and (pred is None or pred(p)), timeout, since=self.mark)
 
     def run_firmware(self, script=None, args=()):
-        self.firmware = Firmware(self.workdir, self.heapsize, self.mpy_dir, self.echo, script, args, self.romfs).start()
+        self.firmware = Firmware(self.workdir, self.heapsize, self.mpy_dir, self.echo, script, args, self.romfs,
+                                 self.flash, self.boots).start()
         return self.firmware
 
     def stop(self):

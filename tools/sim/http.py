@@ -24,7 +24,17 @@ from tools.sim.dialect import CME_NOT_ALLOWED, ERROR, OK, cme, decode_escapes, i
 from tools.sim.net import TLSSetupError, close_socket, resolve
 
 # HTTPPARA tags the module takes without doing anything with them here
-_IGNORED_TAGS = ("CID", "TIMEOUT", "REDIR", "BREAK", "BREAKEND", "PROIP", "PROPORT")
+_IGNORED_TAGS = ("CID", "TIMEOUT", "REDIR", "PROIP", "PROPORT")
+
+
+def range_header(start, end):
+    """The Range header of a GET with HTTPPARA "BREAK" / "BREAKEND" (both families' manual,
+    docs/ota.md): BREAKEND above BREAK: that range; below (or equal): BREAK to the end of
+    the file; both 0: no range. Whether BREAKEND is the last byte or one past it the manual
+    does not say; the virtual module takes it as HTTP's last byte (inferred)."""
+    if not start and not end:
+        return None
+    return "Range: bytes=%d-%s" % (start, end if end > start else "")
 
 
 class Http(Part):
@@ -66,7 +76,7 @@ class Http(Part):
         if self._http is not None:
             return cme(CME_NOT_ALLOWED)
         self._http = {"url": None, "headers": [], "data": b"", "busy": False, "token": None,
-                      "status": None, "body": None}
+                      "status": None, "body": None, "break": 0, "breakend": 0}
         return OK
 
     def term(self, kind, args):
@@ -91,6 +101,8 @@ class Http(Part):
             headers.append("Content-Type: " + value)
         elif tag == "UA":
             headers.append("User-Agent: " + value)
+        elif tag in ("BREAK", "BREAKEND"):
+            self._http[tag.lower()] = integer(p[1], 0)
         elif tag not in _IGNORED_TAGS:
             return ERROR
         return OK
@@ -138,7 +150,11 @@ class Http(Part):
                 core.net.tls_refused(context, urlsplit(http["url"]).hostname or "", e)
                 core.after(lambda: self._done(http, token, method, 605, b""))
                 return OK
-        req = (method, http["url"], list(http["headers"]), http["data"])
+        headers = list(http["headers"])
+        ranged = range_header(http["break"], http["breakend"]) if method == 0 else None
+        if ranged:
+            headers.append(ranged)
+        req = (method, http["url"], headers, http["data"])
         start = time.monotonic()
         core.after(lambda: core.spawn(self._thread, "vmodule-http", http, token, req, settings, start))
         return OK
