@@ -33,6 +33,10 @@ class Topics:
         self.ota_inform = "/ota/device/inform" + base
         self.ota_upgrade = "/ota/device/upgrade" + base  # update jobs (firmware/ota.py)
         self.ota_progress = "/ota/device/progress" + base
+        self.shadow_update = "/shadow/update" + base  # device -> shadow: update, get, delete
+        self.shadow_get = "/shadow/get" + base  # shadow -> device: replies and control
+        self.rrpc_request = sys_ + "/rrpc/request/"  # + messageId (subscribed as + "+")
+        self.rrpc_response = sys_ + "/rrpc/response/"  # + the request's messageId
         self.base = base
 
     def expand(self, topic):

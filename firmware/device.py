@@ -90,6 +90,8 @@ class Device:
             from firmware.thing import Thing
 
             self.thing = Thing(self.link, self.topics)
+        self._shadow = None  # the device shadow and RRPC: loaded on first use (dev.shadow,
+        self._rrpc = None  # dev.on_rrpc = handler), a device that never uses them pays nothing
         self.ntp = None
         if cfg.get("ntp", True):
             from firmware.ntp import Ntp
@@ -127,6 +129,30 @@ class Device:
         self.link.subscribe(topic, qos)
         if handler is not None:
             self._handlers.append((topic, handler))
+
+    @property
+    def shadow(self):
+        """The device shadow (firmware/shadow.py): report(state), get(), delete(keys),
+        on_desired = handler(desired) -> None | dict; .version, .reported, .desired."""
+        if self._shadow is None:
+            from firmware.shadow import Shadow
+
+            self._shadow = Shadow(self.link, self.topics)
+        return self._shadow
+
+    @property
+    def on_rrpc(self):
+        return self._rrpc.handler if self._rrpc else None
+
+    @on_rrpc.setter
+    def on_rrpc(self, handler):
+        """handler(payload: bytes) -> bytes | str | dict | None: the answer to an RRPC
+        request (firmware/rrpc.py); subscribes /sys/{pk}/{dn}/rrpc/request/+ on first use."""
+        if self._rrpc is None:
+            from firmware.rrpc import Rrpc
+
+            self._rrpc = Rrpc(self.link, self.topics)
+        self._rrpc.handler = handler
 
     def time(self):
         """Unix time in ms from the platform's NTP (None before the first answer, or with
@@ -197,6 +223,10 @@ class Device:
             return
         if self.ntp and self.ntp.handle(topic, payload):
             return
+        if self._rrpc and self._rrpc.handle(topic, payload):
+            return
+        if self._shadow and self._shadow.handle(topic, payload):
+            return
         from firmware.aliyun import matches
 
         for flt, handler in self._handlers:
@@ -225,6 +255,8 @@ class Device:
                 self._trial = False
             if self.ota:
                 self.ota.report_result()
+            if self._shadow:  # a control sent while the device was away: its version is newer
+                self._shadow.get()
         except Exception as e:  # never let this take the link down
             log.error(_TAG, "on_up: %s", log.err(e))
         if self.on_up:

@@ -17,6 +17,7 @@ present it. --mitm: they present a certificate for the same names from another C
 """
 import argparse
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ import signal
 import sys
 import threading
 
+from tools.cloud import rrpc, shadow
 from tools.cloud.auth import AuthHTTPServer
 from tools.cloud.broker import AliyunBroker, broker_config, listener_port
 from tools.cloud.certs import OpensslMissing, make_pki
@@ -101,6 +103,25 @@ async def _serve(args, st, console, pki):
             with st.lock:
                 st.thing_reply_code = None if form.get("code") in (None, "none") else int(form["code"])
                 return {"code": st.thing_reply_code}
+        if op == "shadow":
+            return shadow.document(st, form["productKey"], form["deviceName"])
+        if op == "shadow_desired":  # the console's "update desired": the control goes out at once
+            v = form.get("version")
+            version, out = shadow.set_desired(st, form["productKey"], form["deviceName"], json.loads(form["desired"]),
+                                              int(v) if v else None)
+            for topic, payload in out:
+                call(holder["broker"].downlink(topic, payload, 1))
+            return {"version": version}
+        if op == "rrpc":
+            def publish(topic, payload):
+                call(holder["broker"].downlink(topic, payload))
+
+            def online(pk, dn):
+                return call(on_loop(lambda: holder["broker"].online(pk, dn)))
+
+            return rrpc.call(st, publish, online, form["productKey"], form["deviceName"],
+                             base64.b64decode(form.get("RequestBase64Byte", "")),
+                             int(form.get("Timeout") or rrpc.TIMEOUT_MS))
         if op == "stats":
             return {"broker": dict(broker_stats),
                     "auth": {"requests": http.requests + https.requests, "tls_refused": https.tls_refused}}

@@ -12,6 +12,8 @@ of device publishes, and drives it through the console (console.py):
         cloud.set_thing_reply(code)   # the code of the platform's property/event post replies
         job = cloud.ota_job(pk, dn, "build/ota-1.3.0.bin")          # an update job (ota.py),
         cloud.ota_progress(pk, dn), cloud.ota_served()                # its reports, the GETs
+        cloud.shadow(pk, dn), cloud.set_desired(pk, dn, {"color": "green"})   # device shadow
+        cloud.rrpc(pk, dn, b"ping", timeout_ms=8000)   # {"RrpcCode": "SUCCESS", "payload": ...}
 
 The platform's own answers (broker.py platform_replies): property and event posts get their
 `_reply`, NTP requests get serverRecvTime/serverSendTime (the cloud's clock, moved by
@@ -275,3 +277,19 @@ class LocalCloud(Started):
         is_reply = console.thing_reply_test(pk, dn, identifier, rid)
         t, payload, qos = self.wait_uplink(is_reply, timeout, since)
         return json.loads(payload)
+
+    # -- device shadow and RRPC (shadow.py, rrpc.py) ------------------------------------------------
+    def shadow(self, pk, dn):
+        """The device's shadow document now: {"state": {"reported", "desired"}, "metadata",
+        "version", "timestamp"}."""
+        return console.shadow_document(self.info, pk, dn)
+
+    def set_desired(self, pk, dn, desired, version=None):
+        """The console's "update desired": the shadow's next version (returned), and its
+        control message to the device."""
+        return console.set_desired(self.info, pk, dn, desired, version)
+
+    def rrpc(self, pk, dn, payload, timeout_ms=8000):
+        """An RRPC call, as the RRpc API: {"RrpcCode": "SUCCESS" | "TIMEOUT" | "OFFLINE",
+        "MessageId", "ms"[, "payload": the answer's bytes]}; blocks up to timeout_ms."""
+        return console.rrpc(self.info, pk, dn, payload, timeout_ms)

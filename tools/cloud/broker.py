@@ -41,6 +41,7 @@ from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.mqtt.connack import ConnackPacket
 
+from tools.cloud import rrpc, shadow
 from tools.cloud.auth import RC_OK, check_connect
 
 log = logging.getLogger("localcloud.broker")
@@ -77,12 +78,20 @@ def platform_replies(state, pk, dn, topic, data):
       /sys/{pk}/{dn}/thing/event/{identifier}/post  -> ..._reply {"id","code","data","message",
                                                        "version","method"}; the code is
                                                        state.thing_reply_code (None: no reply)
+      /shadow/update/{pk}/{dn}                      -> /shadow/get/{pk}/{dn}: the shadow's
+                                                       reply (shadow.device_update)
+      /sys/{pk}/{dn}/rrpc/response/{messageId}      -> none: the waiting RRPC call gets it
       /ext/ntp/{pk}/{dn}/request                    -> /ext/ntp/{pk}/{dn}/response with
                                                        serverRecvTime/serverSendTime (epoch ms
                                                        of the cloud's clock, state.now())
     """
     recv_ms = int(state.now() * 1000)
     lv = topic.split("/")
+    if lv[1:3] == ["shadow", "update"] and lv[3:] == [pk, dn]:  # the shadow's answer (shadow.py)
+        return shadow.device_update(state, pk, dn, data)
+    if len(lv) == 7 and lv[1] == "sys" and lv[2:4] == [pk, dn] and lv[4:6] == ["rrpc", "response"]:
+        rrpc.on_response(state, pk, dn, lv[6], data)  # to the RRPC call waiting for it (rrpc.py)
+        return []
     if len(lv) == 8 and lv[1] == "sys" and lv[2:4] == [pk, dn] and lv[4:6] == ["thing", "event"] and lv[7] == "post":
         code = state.thing_reply_code
         if code is None:
@@ -314,6 +323,10 @@ class AliyunBroker(Broker):
         for lv in targets:
             await self._kick(lv)
         return len(targets)
+
+    async def downlink(self, topic, data, qos=0):
+        """A message from the platform itself (a shadow control, an RRPC request) to its subscribers."""
+        await self._broadcast_queue.put(_MinQos(session=None, topic=topic, data=data, pub_qos=qos))
 
     def online(self, pk, dn):
         return any(lv.identity == ("device", pk, dn) and lv.session.transitions.state == "connected"

@@ -11,14 +11,21 @@ is the same for a person:
     python -m tools.cloud.console --state DIR set PK DN '{"LightSwitch":1}'   # thing model: set
     python -m tools.cloud.console --state DIR call PK DN ping '{}'            # ... call a service
     python -m tools.cloud.console --state DIR ota PK DN build/ota-1.3.0.bin    # an update job (ota.py)
+    python -m tools.cloud.console --state DIR shadow PK DN                    # the device shadow
+    python -m tools.cloud.console --state DIR desired PK DN '{"color":"green"}'  # ... update desired
+    python -m tools.cloud.console --state DIR rrpc PK DN 'ping' [--timeout-ms 8000]  # RRPC call
 
 --state is the cloud's state directory (or its cloud.json), where the running cloud wrote its
 ports and the privileged console credentials (new ones at every cloud start). The console is
 an MQTT client with those credentials: it may publish to any topic, and it reads uplinks
 from the broker's $cloud/uplink/{pk}/{dn} copies (each carries the device's publish QoS).
-`set` and `call` print the device's reply, read from the cloud's uplink record.
+`set` and `call` print the device's reply, read from the cloud's uplink record. `desired`
+sends the shadow's control message and prints the document once the device has reported and
+cleared desired; `rrpc` prints the device's answer ("answer ...") or "timeout" / "offline"
+after at most the call's timeout (the platform's 8 s).
 """
 import argparse
+import base64
 import json
 import os
 import sys
@@ -150,6 +157,64 @@ def thing_reply_test(pk, dn, identifier, rid):
     return is_reply
 
 
+# -- device shadow and RRPC ------------------------------------------------------------------------
+def shadow_document(info, pk, dn):
+    return control(info, "shadow", productKey=pk, deviceName=dn)
+
+
+def set_desired(info, pk, dn, desired, version=None):
+    """Update state.desired; the shadow sends the control message. Returns the new version."""
+    form = {"productKey": pk, "deviceName": dn, "desired": json.dumps(desired)}
+    if version is not None:
+        form["version"] = str(version)
+    return control(info, "shadow_desired", **form)["version"]
+
+
+def rrpc(info, pk, dn, payload, timeout_ms=8000):
+    """One RRPC call (blocks up to timeout_ms): the RRpc API's answer, with "payload" (bytes)
+    decoded from PayloadBase64Byte when the device answered."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    out = control(info, "rrpc", productKey=pk, deviceName=dn, Timeout=str(timeout_ms),
+                  RequestBase64Byte=base64.b64encode(payload).decode())
+    if "PayloadBase64Byte" in out:
+        out["payload"] = base64.b64decode(out["PayloadBase64Byte"])
+    return out
+
+
+def _text(data):
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.hex()
+
+
+def shadow_command(info, a):
+    if a.cmd == "shadow":
+        print(json.dumps(shadow_document(info, a.pk, a.dn), indent=1))
+        return 0
+    version = set_desired(info, a.pk, a.dn, json.loads(a.desired))
+    print("control version %d sent to %s/%s" % (version, a.pk, a.dn))
+    deadline = time.monotonic() + a.wait
+    while time.monotonic() < deadline:
+        doc = shadow_document(info, a.pk, a.dn)
+        if doc["version"] > version and not doc["state"]["desired"]:
+            print("reported %s version %d" % (json.dumps(doc["state"]["reported"]), doc["version"]))
+            return 0
+        time.sleep(0.1)
+    print("not applied within %.0f s" % a.wait)
+    return 1
+
+
+def rrpc_command(info, a):
+    out = rrpc(info, a.pk, a.dn, a.payload, a.timeout_ms)
+    if out["RrpcCode"] == "SUCCESS":
+        print("answer %s (%d ms, messageId %s)" % (_text(out["payload"]), out["ms"], out["MessageId"]))
+        return 0
+    print(out["RrpcCode"].lower())
+    return 1
+
+
 def _show(rec):
     try:
         text = rec["payload"].encode("latin-1").decode("utf-8")
@@ -211,9 +276,16 @@ def main(argv=None):
     k = sub.add_parser("kick", help="disconnect a device server-side")
     st = sub.add_parser("set", help="thing model: set properties (thing.service.property.set)")
     ca = sub.add_parser("call", help="thing model: call a service (thing.service.IDENTIFIER)")
-    for sp in (w, k, st, ca):
+    sh = sub.add_parser("shadow", help="print the device shadow")
+    de = sub.add_parser("desired", help="device shadow: update the desired state (the device gets a control)")
+    rp = sub.add_parser("rrpc", help="an RRPC call: print the device's answer, or timeout")
+    for sp in (w, k, st, ca, sh, de, rp):
         sp.add_argument("pk")
         sp.add_argument("dn")
+    de.add_argument("desired", help="the desired state, a JSON object")
+    de.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the device to report it")
+    rp.add_argument("payload", help="the request's bytes (text)")
+    rp.add_argument("--timeout-ms", type=int, default=8000, help="1000..8000 (the platform's most: 8000)")
     ca.add_argument("identifier")
     o = sub.add_parser("ota", help="start an update job from a package (tools/ota_package.py) and show its progress")
     o.add_argument("pk")
@@ -239,6 +311,10 @@ def main(argv=None):
         print("kicked %d connection(s)" % control(info, "kick", productKey=a.pk, deviceName=a.dn)["kicked"])
     elif a.cmd == "ota":
         return ota_command(info, a)
+    elif a.cmd in ("shadow", "desired"):
+        return shadow_command(info, a)
+    elif a.cmd == "rrpc":
+        return rrpc_command(info, a)
     else:
         return thing_command(info, a)
     return 0
