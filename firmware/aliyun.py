@@ -64,22 +64,20 @@ class Topics:
 # (the "http" flow's token, HTTPS registration). An instance (instance_id: the new public
 # instances and the Enterprise Edition) has its own names, whatever the region; the previous
 # public instances are named by ProductKey and region. mqtt_host / auth_host override both.
-def mqtt_host(cfg):
-    if cfg.get("mqtt_host"):
-        return cfg["mqtt_host"]
+def _host(cfg, field, instance, legacy):
+    if cfg.get(field):
+        return cfg[field]
     iid = cfg.get("instance_id")
-    if iid:
-        return iid + ".mqtt.iothub.aliyuncs.com"
-    return "%s.iot-as-mqtt.%s.aliyuncs.com" % (cfg["product_key"], cfg["region"])
+    return iid + instance if iid else legacy
+
+
+def mqtt_host(cfg):
+    return _host(cfg, "mqtt_host", ".mqtt.iothub.aliyuncs.com",
+                 "%s.iot-as-mqtt.%s.aliyuncs.com" % (cfg["product_key"], cfg["region"]))
 
 
 def auth_host(cfg):
-    if cfg.get("auth_host"):
-        return cfg["auth_host"]
-    iid = cfg.get("instance_id")
-    if iid:
-        return iid + ".auth.iothub.aliyuncs.com"
-    return "iot-auth.%s.aliyuncs.com" % cfg["region"]
+    return _host(cfg, "auth_host", ".auth.iothub.aliyuncs.com", "iot-auth.%s.aliyuncs.com" % cfg["region"])
 
 
 def matches(flt, topic):

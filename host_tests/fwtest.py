@@ -226,3 +226,34 @@ def raises_kind(kind, fn, *args, **kw):
     if e.kind != kind:
         raise AssertionError("%s raised a %r ModemError (%s), not %r" % (getattr(fn, "__name__", fn), e.kind, e, kind))
     return e
+
+
+class logged:
+    """with logged() as lines: the firmware's log lines meanwhile (then the log is released)."""
+
+    def __enter__(self):
+        self.cap = capture_log()
+        return self.cap.lines
+
+    def __exit__(self, *exc):
+        release_log()
+
+
+class PublishLink:
+    """The link surface a feature module uses (publish, subscribe), recording what it is
+    given; publish refuses what the module could not carry (over 4100 bytes) as the real
+    link's door does, and returns `accept`."""
+
+    def __init__(self):
+        self.published = []  # (topic, payload, qos)
+        self.subscriptions = []
+        self.accept = True
+
+    def publish(self, topic, payload, qos=0):
+        if not isinstance(payload, (bytes, bytearray, str)) or len(payload) > 4100:
+            raise ValueError("payload: over the module's 4100-byte limit")
+        self.published.append((topic, payload, qos))
+        return self.accept
+
+    def subscribe(self, topic, qos=0):
+        self.subscriptions.append((topic, qos))

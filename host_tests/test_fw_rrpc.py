@@ -6,7 +6,7 @@
 # another command's wait, by the next step. Runs under CPython and MicroPython.
 import json
 
-from fwtest import capture_log, release_log
+from fwtest import PublishLink, logged
 from test_fw_link import make, up
 
 from firmware.aliyun import Topics
@@ -19,35 +19,8 @@ RESP = "/sys/a1DemoPk001/demo-device-1/rrpc/response/"
 MID = "1234567890123456789"
 
 
-class logged:
-    """with logged() as lines: the firmware's log lines meanwhile."""
-
-    def __enter__(self):
-        self.cap = capture_log()
-        return self.cap.lines
-
-    def __exit__(self, *exc):
-        release_log()
-
-
-class StubLink:
-    def __init__(self):
-        self.published = []  # (topic, payload, qos)
-        self.subscriptions = []
-        self.accept = True
-
-    def publish(self, topic, payload, qos=0):
-        if isinstance(payload, str) and len(payload) > 4100 or not isinstance(payload, (bytes, bytearray, str)):
-            raise ValueError("payload: over the module's 4100-byte limit")
-        self.published.append((topic, payload, qos))
-        return self.accept
-
-    def subscribe(self, topic, qos=0):
-        self.subscriptions.append((topic, qos))
-
-
 def make_rpc(handler):
-    link = StubLink()
+    link = PublishLink()
     return link, Rrpc(link, T, handler)
 
 

@@ -6,7 +6,7 @@
 # CPython and MicroPython.
 import json
 
-from fwtest import capture_log, raises, release_log
+from fwtest import PublishLink, logged, raises
 
 from firmware.aliyun import Topics
 from firmware.shadow import Shadow
@@ -17,36 +17,12 @@ UPDATE = "/shadow/update/a1DemoPk001/demo-device-1"
 GET = "/shadow/get/a1DemoPk001/demo-device-1"
 
 
-class logged:
-    def __enter__(self):
-        self.cap = capture_log()
-        return self.cap.lines
-
-    def __exit__(self, *exc):
-        release_log()
-
-
-class StubLink:
-    def __init__(self):
-        self.published = []  # (topic, payload, qos)
-        self.subscriptions = []
-        self.accept = True
-
-    def publish(self, topic, payload, qos=0):
-        if len(payload) > 4100:
-            raise ValueError("payload: %d bytes is over the module's 4100-byte limit" % len(payload))
-        self.published.append((topic, payload, qos))
-        return self.accept
-
-    def subscribe(self, topic, qos=0):
-        self.subscriptions.append((topic, qos))
-
-    def sent(self):
-        return [json.loads(p) for t, p, q in self.published]
+def sent(link):
+    return [json.loads(p) for t, p, q in link.published]
 
 
 def make():
-    link = StubLink()
+    link = PublishLink()
     return link, Shadow(link, T)
 
 
@@ -98,7 +74,7 @@ def test_report_get_delete_json_and_versions():
     assert sh.delete(["color", "t"]) == 3
     assert sh.delete() == 4
     assert sh.report({"a": 1}, clear_desired=True) == 5
-    assert link.sent()[3:] == [
+    assert sent(link)[3:] == [
         {"method": "delete", "state": {"reported": {"color": "null", "t": "null"}}, "version": 3},
         {"method": "delete", "state": {"reported": "null"}, "version": 4},
         {"method": "update", "state": {"reported": {"a": 1}, "desired": "null"}, "version": 5},
@@ -123,7 +99,7 @@ def test_newer_control_is_applied_reported_and_desired_cleared():
     with logged():
         assert sh.handle(GET, control(5, {"color": "green"}, {"color": "red"})) is True
     assert seen == [{"color": "green"}]
-    assert link.sent()[-1] == {"method": "update", "state": {"reported": {"color": "green"}, "desired": "null"}, "version": 6}
+    assert sent(link)[-1] == {"method": "update", "state": {"reported": {"color": "green"}, "desired": "null"}, "version": 6}
     assert sh.reported == {"color": "green"} and sh.desired is None and sh.timestamp == 1469564576
     assert sh.counters["controls"] == 1
 
@@ -133,7 +109,7 @@ def test_handler_may_report_what_it_applied():
     sh.on_desired = lambda d: {"color": "green", "note": "clamped"}
     with logged():
         sh.handle(GET, control(2, {"color": "green", "bright": 900}))
-    assert link.sent()[-1]["state"] == {"reported": {"color": "green", "note": "clamped"}, "desired": "null"}
+    assert sent(link)[-1]["state"] == {"reported": {"color": "green", "note": "clamped"}, "desired": "null"}
 
 
 def test_control_not_newer_is_ignored():
@@ -156,7 +132,7 @@ def test_get_reply_with_a_newer_desired_applies_it_the_same_version_only_refresh
     sh.on_desired = lambda d: seen.append(d)
     with logged():
         sh.handle(GET, get_reply(7, {"a": 1}, {"a": 2}))
-    assert seen == [{"a": 2}] and link.sent()[-1]["version"] == 8
+    assert seen == [{"a": 2}] and sent(link)[-1]["version"] == 8
     sh.handle(GET, get_reply(8, {"a": 2}))
     assert sh.version == 8 and sh.reported == {"a": 2}
     sh.handle(GET, get_reply(8, {"a": 2}, {"a": 5}))  # not newer: refreshed, not applied
@@ -172,7 +148,7 @@ def test_version_conflict_gets_the_document_and_resends_once():
         sh.handle(GET, error_reply(409))
         assert link.published[-1] == (UPDATE, '{"method":"get"}', 1)
         sh.handle(GET, get_reply(12, {"t": 20}))
-        assert link.sent()[-1] == {"method": "update", "state": {"reported": {"t": 21}}, "version": 13}
+        assert sent(link)[-1] == {"method": "update", "state": {"reported": {"t": 21}}, "version": 13}
         n = len(link.published)
         sh.handle(GET, error_reply("409"))  # refused again: not resent a second time
         sh.handle(GET, get_reply(14, {"t": 20}))

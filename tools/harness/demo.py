@@ -6,8 +6,9 @@ runs the real main.py under the `micropython` interpreter against them for each 
 ("mqtt" direct sign, then "http" token auth), names each step of the seed procedure as
 the module sees it, proves a round trip (an uplink seen at the cloud, a console downlink
 printed by the firmware), then the thing model: the OTA version inform, NTP time, a property
-post answered by the platform and a property set answered by the device, and prints a
-summary. Exit 0 when every flow passed; otherwise 1
+post answered by the platform and a property set answered by the device; then the device
+shadow (a desired state set from the console, applied and reported) and an RRPC call
+answered (examples/shadow_rrpc.py), and prints a summary. Exit 0 when every flow passed; otherwise 1
 with the failing step named. Nothing is left running.
 """
 import argparse
@@ -82,6 +83,48 @@ def thing_steps(env, wait):
     print("  cloud got reply    %s %s" % (t.property_set_reply, json.dumps(reply)))
 
 
+def shadow_rrpc(cloud, verbose):
+    """Issue 25: examples/shadow_rrpc.py on the Device API. A desired state set from the
+    console reaches the device as a control, is applied, reported and cleared; an RRPC call
+    is answered inside the platform's 8 s."""
+    import os
+
+    from tools.proc import ROOT
+
+    echo = (lambda line: print("      | " + line)) if verbose else None
+    result = {"flow": "shadow"}
+    with SimEnv(cloud=cloud, echo=echo, start_firmware=False) as env:
+        pk, dn = env.device["productKey"], env.device["deviceName"]
+        fw = env.run_firmware(script=os.path.join(ROOT, "examples", "shadow_rrpc.py"))
+        try:
+            fw.wait_log("link: mqtt -> up", timeout=45)
+            t = Topics(pk, dn)
+            _, payload, _ = cloud.wait_uplink(lambda tp, p: tp == t.shadow_update and b'"reported"' in p, 20, since=env.mark)
+            print("  shadow report      %s %s" % (t.shadow_update, payload.decode()))
+            desired = {"color": "green", "brightness": 80}
+            v = cloud.set_desired(pk, dn, desired)
+            print("  console desired    %s version %d (a control on %s)" % (json.dumps(desired), v, t.shadow_get))
+            deadline = time.monotonic() + 20
+            doc = cloud.shadow(pk, dn)
+            while not (doc["version"] > v and not doc["state"]["desired"]):
+                if time.monotonic() > deadline:
+                    raise StepFailed("the desired state was not applied and reported: %r" % (doc,))
+                time.sleep(0.1)
+                doc = cloud.shadow(pk, dn)
+            print("  device applied     reported %s, desired cleared, version %d" % (
+                json.dumps(doc["state"]["reported"]), doc["version"]))
+            out = cloud.rrpc(pk, dn, b"status")
+            if out["RrpcCode"] != "SUCCESS":
+                raise StepFailed("RRPC call: %s" % out["RrpcCode"])
+            print("  RRPC call          %s%s \"status\" -> %s (%d ms, the platform waits 8000)" % (
+                t.rrpc_request, out["MessageId"], out["payload"].decode(), out["ms"]))
+            if "Traceback" in fw.text():
+                raise StepFailed("an exception escaped in the firmware:\n" + fw.text()[-2000:])
+        except (StepFailed, TimeoutError) as e:
+            result["error"] = "shadow/RRPC failed: %s" % e
+    return result
+
+
 def run_flow(flow, cloud, verbose):
     started = time.monotonic()
     seen = set()
@@ -150,13 +193,18 @@ def main():
             results.append(run_flow(flow, cloud, args.verbose))
             if "error" in results[-1]:
                 print("  FAILED: " + results[-1]["error"])
+        print("\n== device shadow and RRPC: examples/shadow_rrpc.py on the Device API ==")
+        results.append(shadow_rrpc(cloud, args.verbose))
+        if "error" in results[-1]:
+            print("  FAILED: " + results[-1]["error"])
     print("\nsummary")
     print("  %-6s %-10s %-12s %s" % ("flow", "connected", "AT commands", "round trip"))
     for r in results:
         ok = "error" not in r
         print("  %-6s %-10s %-12s %s" % (
             r["flow"], "%.1f s" % r["connected_s"] if "connected_s" in r else "-",
-            r.get("at_commands", "-"), "ok (uplink + downlink, property post + set)" if ok else "FAILED"))
+            r.get("at_commands", "-"), ("ok (desired applied + reported, RRPC answered)" if r["flow"] == "shadow"
+                                        else "ok (uplink + downlink, property post + set)") if ok else "FAILED"))
     failed = [r for r in results if "error" in r]
     for r in failed:
         print("\n" + r["error"])
