@@ -199,6 +199,20 @@ def _err(e):
     return log.err(e)
 
 
+def _refusal(check, kind):
+    """The ModemError of `kind` that check() raised (the module's answer that a step
+    fails), or None when it passed; any other error goes on up."""
+    from firmware.errors import ModemError
+
+    try:
+        check()
+    except ModemError as e:
+        if e.kind != kind:
+            raise
+        return e
+    return None
+
+
 def _version(modem):
     """The module's version as far as it may be shown (log.safe)."""
     return log.safe(modem.version, 48)
@@ -280,8 +294,6 @@ def report(out=None, modem=None, cfg=None, link=None):
 
 
 def _rows(w, modem):
-    from firmware.errors import ModemError
-
     def row(name, fn):
         try:
             w.row(name, fn())
@@ -289,11 +301,7 @@ def _rows(w, modem):
             w.row(name, "ERROR " + _err(e))
 
     def version():
-        try:
-            modem.check_version()
-        except ModemError as e:
-            if e.kind != "version":
-                raise
+        if _refusal(modem.check_version, "version"):
             return "%s: TOO OLD, %s" % (_version(modem), HINTS["version"])
         return "%s (V%s)" % (_version(modem), modem.version_number)
 
@@ -404,22 +412,13 @@ def check(out=None, modem=None, cfg=None, attach_ms=30000, connect=True, link=No
         return _probe(modem, 5), "module answers AT"
 
     def version():
-        try:
-            modem.check_version()
-        except ModemError as e:
-            if e.kind != "version":
-                raise
+        if _refusal(modem.check_version, "version"):
             return False, "%s is older than V409" % _version(modem)
         return True, _version(modem)
 
     def sim():
-        try:
-            modem.check_sim()
-        except ModemError as e:
-            if e.kind != "sim":
-                raise
-            return False, str(e)
-        return True, "READY"
+        e = _refusal(modem.check_sim, "sim")
+        return (False, str(e)) if e else (True, "READY")
 
     def signal():
         rssi, _ = modem.signal()

@@ -33,110 +33,63 @@ _MD5_S = bytes((7, 12, 17, 22) * 4 + (5, 9, 14, 20) * 4 + (4, 11, 16, 23) * 4 + 
 _W = [0] * 80
 
 
+def _add(state, words):
+    """A block's result added into the running state, word by word, mod 2**32."""
+    for j in range(len(state)):
+        state[j] = (state[j] + words[j]) & _M32
+
+
 def _md5_blocks(buf, state):
     # `buf` is whole 64-byte blocks (already padded); `state` is a 4-item list, updated.
     K = _MD5_K
     G = _MD5_G
     S = _MD5_S
     M = _M32
-    a0, b0, c0, d0 = state
     for off in range(0, len(buf), 64):
         X = unpack_from("<16I", buf, off)
-        a = a0
-        b = b0
-        c = c0
-        d = d0
-        for i in range(16):
-            t = (a + (d ^ (b & (c ^ d))) + K[i] + X[i]) & M
+        a, b, c, d = state
+        for i in range(64):  # four rounds of 16 steps, each with its own mixing function
+            if i < 16:
+                f = d ^ (b & (c ^ d))
+            elif i < 32:
+                f = c ^ (d & (b ^ c))
+            elif i < 48:
+                f = b ^ c ^ d
+            else:
+                f = c ^ (b | (d ^ M))
+            t = (a + f + K[i] + X[G[i]]) & M
             s = S[i]
             a = d
             d = c
             c = b
             b = (b + ((t << s) & M | t >> (32 - s))) & M
-        for i in range(16, 32):
-            t = (a + (c ^ (d & (b ^ c))) + K[i] + X[G[i]]) & M
-            s = S[i]
-            a = d
-            d = c
-            c = b
-            b = (b + ((t << s) & M | t >> (32 - s))) & M
-        for i in range(32, 48):
-            t = (a + (b ^ c ^ d) + K[i] + X[G[i]]) & M
-            s = S[i]
-            a = d
-            d = c
-            c = b
-            b = (b + ((t << s) & M | t >> (32 - s))) & M
-        for i in range(48, 64):
-            t = (a + (c ^ (b | (d ^ M))) + K[i] + X[G[i]]) & M
-            s = S[i]
-            a = d
-            d = c
-            c = b
-            b = (b + ((t << s) & M | t >> (32 - s))) & M
-        a0 = (a0 + a) & M
-        b0 = (b0 + b) & M
-        c0 = (c0 + c) & M
-        d0 = (d0 + d) & M
-    state[0] = a0
-    state[1] = b0
-    state[2] = c0
-    state[3] = d0
+        _add(state, (a, b, c, d))
 
 
 def _sha1_blocks(buf, state):
     # `buf` is whole 64-byte blocks (already padded); `state` is a 5-item list, updated.
     W = _W
     M = _M32
-    h0, h1, h2, h3, h4 = state
     for off in range(0, len(buf), 64):
         W[0:16] = unpack_from(">16I", buf, off)
         for i in range(16, 80):
             x = W[i - 3] ^ W[i - 8] ^ W[i - 14] ^ W[i - 16]
             W[i] = (x << 1) & M | x >> 31
-        a = h0
-        b = h1
-        c = h2
-        d = h3
-        e = h4
-        for i in range(20):
-            t = ((a << 5) & M | a >> 27) + (d ^ (b & (c ^ d))) + e + 0x5A827999 + W[i]
+        a, b, c, d, e = state
+        for i in range(80):  # four rounds of 20 steps, each with its constant
+            if i < 20:
+                f = (d ^ (b & (c ^ d))) + 0x5A827999
+            elif 40 <= i < 60:
+                f = ((b & c) | (d & (b | c))) + 0x8F1BBCDC
+            else:  # rounds 2 and 4 mix by parity
+                f = (b ^ c ^ d) + (0x6ED9EBA1 if i < 40 else 0xCA62C1D6)
+            t = ((a << 5) & M | a >> 27) + f + e + W[i]
             e = d
             d = c
             c = (b << 30) & M | b >> 2
             b = a
             a = t & M
-        for i in range(20, 40):
-            t = ((a << 5) & M | a >> 27) + (b ^ c ^ d) + e + 0x6ED9EBA1 + W[i]
-            e = d
-            d = c
-            c = (b << 30) & M | b >> 2
-            b = a
-            a = t & M
-        for i in range(40, 60):
-            t = ((a << 5) & M | a >> 27) + ((b & c) | (d & (b | c))) + e + 0x8F1BBCDC + W[i]
-            e = d
-            d = c
-            c = (b << 30) & M | b >> 2
-            b = a
-            a = t & M
-        for i in range(60, 80):
-            t = ((a << 5) & M | a >> 27) + (b ^ c ^ d) + e + 0xCA62C1D6 + W[i]
-            e = d
-            d = c
-            c = (b << 30) & M | b >> 2
-            b = a
-            a = t & M
-        h0 = (h0 + a) & M
-        h1 = (h1 + b) & M
-        h2 = (h2 + c) & M
-        h3 = (h3 + d) & M
-        h4 = (h4 + e) & M
-    state[0] = h0
-    state[1] = h1
-    state[2] = h2
-    state[3] = h3
-    state[4] = h4
+        _add(state, (a, b, c, d, e))
 
 
 def digest(name, head, data):
