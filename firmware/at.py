@@ -311,7 +311,9 @@ class AT:
                 self._overlong()
         # an empty buffer reads into the whole view: an idle poll allocates nothing, and a
         # reply that arrives in one piece needs no slice object for its read
-        n = self.uart.readinto(self._mv[self._tail :] if self._tail else self._mv)
+        n = self._ready(len(buf) - self._tail)
+        if n:
+            n = self.uart.readinto(self._mv[self._tail :] if self._tail else self._mv, n)
         if not n:
             self._stalled()
             return False
@@ -320,6 +322,18 @@ class AT:
         self._tail += n
         self._parse_now()
         return True
+
+    def _ready(self, room):
+        """How many bytes to read now, at most `room`: what the UART holds by its any(),
+        so 0 (no read at all) when it holds nothing. On rp2 a readinto() that asks for more
+        than is there waits ~1 ms for it (timeout=0) and goes on reading while bytes come
+        less than 1 ms apart (timeout_char=0): the receive path then cost more CPU than the
+        wire time. A UART-like without any() (test stubs) is read as far as there is room."""
+        try:
+            n = self.uart.any()
+        except AttributeError:
+            return room
+        return n if n < room else room
 
     def _parse_now(self):
         self._parsing = True  # a handler called from here cannot send a command
@@ -337,7 +351,9 @@ class AT:
         out = self._p_out
         if out is None:
             return False
-        n = self.uart.readinto(memoryview(out)[self._p_have :])
+        n = self._ready(self._p_n - self._p_have)
+        if n:
+            n = self.uart.readinto(memoryview(out)[self._p_have :], n)
         if not n:
             self._stalled()
             return False

@@ -5,6 +5,7 @@ from firmware.port import const
 
 _CONNECT_S = const(5)  # a host that drops the SYN is reported after this, not after minutes
 _RECONNECT_MS = const(1000)  # after the other end went away: connect again at most this often
+_ANY = const(1 << 20)  # any() while input waits: more than a read asks for
 
 
 def open_socket(url):
@@ -141,7 +142,10 @@ class SocketUART:
         return self._rpoll.poll(ms)
 
     def any(self):
-        return 1 if self.wait(0) else 0
+        """0 when nothing waits, else as many bytes as any read asks for: a socket cannot
+        count what is queued, and its non-blocking read never waits for more than is there
+        (the AT engine reads at most what any() says: firmware/at.py _ready)."""
+        return _ANY if self.wait(0) else 0
 
     def close(self):
         self._addr = None

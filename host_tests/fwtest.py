@@ -8,8 +8,8 @@ class StubUART:
 
     script: list of (expected_write, reply). When the bytes written so far complete
     `expected_write`, `reply` becomes readable. A reply is bytes, or a list whose items
-    are bytes (made readable one after another) or ints (that many empty reads pass
-    before the next item: a delay without a clock).
+    are bytes (made readable one after another) or ints (that many empty reads, or any()
+    calls that find nothing, pass before the next item: a delay without a clock).
     chunk: at most this many bytes per read (to split replies at every boundary).
     Unscripted writes are recorded and fail the test only when strict=True.
     """
@@ -78,6 +78,8 @@ class StubUART:
     def any(self):
         self._pump()
         n = len(self._rx)
+        if not n and self._wait:  # an empty look takes a turn of a delay, as an empty read does
+            self._wait -= 1
         if self.chunk and n > self.chunk:
             n = self.chunk
         return n

@@ -189,6 +189,82 @@ def test_payload_longer_than_receive_buffer():
     assert got == [payload, b"CLOSED"]
 
 
+class CountingUART:
+    """machine.UART as on rp2: any() counts the bytes there, and a readinto() allowed more
+    than that would wait for them (timeout=0 still waits ~1 ms, timeout_char=0 reads on while
+    bytes keep coming): each read's allowance is recorded, and one above what is there fails."""
+
+    strict = True
+
+    def __init__(self):
+        self.rx = bytearray()
+        self.reads = []
+
+    def any(self):
+        return len(self.rx)
+
+    def readinto(self, buf, nbytes=None):
+        lim = len(buf) if nbytes is None else nbytes
+        self.reads.append(lim)
+        if self.strict:
+            assert 0 < lim <= len(self.rx), (lim, len(self.rx))
+        n = min(lim, len(self.rx), len(buf))
+        buf[:n] = self.rx[:n]
+        self.rx = self.rx[n:]
+        return n or None
+
+    def write(self, b):
+        return len(b)
+
+
+class NoAnyUART:
+    """A UART-like without any() (a test stub, an adapter that cannot tell)."""
+
+    strict = False
+    __init__ = CountingUART.__init__
+    readinto = CountingUART.readinto
+    write = CountingUART.write
+
+
+def test_reads_ask_for_what_any_counts_and_an_idle_poll_reads_nothing():
+    got = []
+    uart = CountingUART()
+    at = AT(uart, rxbuf=128)
+    at.counted(b"+MSUB", b"byte,")
+    at.on(b"+MSUB", lambda line, p: got.append(p))
+    at.on(b"CLOSED", lambda line, p: got.append(line))
+    for _ in range(5):
+        at.poll()
+    assert uart.reads == []  # nothing there: no read at all
+    uart.rx += b"\r\nCLOSED\r\n"
+    at.poll()
+    assert uart.reads == [10] and got == [b"CLOSED"]
+    # a payload longer than the buffer, and a line after it, all there at once: the header
+    # is read up to the buffer's room, the payload's rest by its own count, then the line
+    payload = bytes(range(200))
+    item = msub(b"/pk/dn/user/get", payload)
+    uart.rx += item + b"\r\nCLOSED\r\n"
+    del uart.reads[:]
+    for _ in range(5):
+        at.poll()
+    assert got == [b"CLOSED", payload, b"CLOSED"]
+    assert sum(uart.reads) == len(item) + 10 and uart.reads[0] == 128
+    head = len(item) - len(payload) - 2  # the header before the payload's first byte
+    assert uart.reads[1] == len(payload) - (128 - head)  # the payload's rest, not a byte beyond it
+
+
+def test_a_uart_without_any_is_read_as_far_as_there_is_room():
+    got = []
+    uart = NoAnyUART()
+    at = AT(uart, rxbuf=64)
+    at.on(b"CLOSED", lambda line, p: got.append(line))
+    at.poll()
+    assert uart.reads == [64]
+    uart.rx += b"\r\nCLOSED\r\n"
+    at.poll()
+    assert got == [b"CLOSED"] and uart.reads[:2] == [64, 64]
+
+
 def test_truncated_payload_is_dropped_after_its_silence_and_engine_recovers():
     for rxbuf in (64, 1536):  # a payload longer than the buffer, and one that fits
         got = []

@@ -69,11 +69,14 @@ def test_a_socket_uart_carries_bytes_both_ways_once_something_listens():
         while len(got) < 3:
             got += conn.recv(16)
         assert got == b"AT\r"
+        assert u.any() == 0  # nothing waits: the AT engine reads nothing (firmware/at.py _ready)
         conn.send(b"\r\nOK\r\n")
         buf = bytearray(16)
         n = 0
         while n < 6:
             u.wait(100)
+            if not n and u.any():  # a socket cannot count: any() allows any read while input waits
+                assert u.any() >= 1 << 16
             n += u.readinto(memoryview(buf)[n:]) or 0
         assert bytes(buf[:n]) == b"\r\nOK\r\n"
     finally:
