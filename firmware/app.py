@@ -44,7 +44,8 @@ class App(Device):
         self.seq = 0
 
     def log_downlink(self, topic, payload):
-        log.info(_TAG, "downlink %s %s", topic, printable(payload))
+        if log.level <= log.INFO:  # nothing to make when the line would not be logged
+            log.info(_TAG, "downlink %s %s", topic, printable(payload))
 
     def post_properties(self):
         if self.thing is None:

@@ -32,9 +32,16 @@ level = INFO
 sink = None  # callable(line: str); None = print
 
 
+_last = [None, ""]  # the second of the last stamp, and its text: lines come in bursts
+
+
 def _stamp():
-    t = time.localtime()
-    return "%04d-%02d-%02d %02d:%02d:%02d" % (t[0], t[1], t[2], t[3], t[4], t[5])
+    now = int(time.time())
+    if now != _last[0]:
+        t = time.localtime(now)
+        _last[0] = now
+        _last[1] = "%04d-%02d-%02d %02d:%02d:%02d" % (t[0], t[1], t[2], t[3], t[4], t[5])
+    return _last[1]
 
 
 def safe(value, limit=40):

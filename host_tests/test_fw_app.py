@@ -125,3 +125,46 @@ def test_main_is_none_when_the_config_cannot_work():
         assert app.main("no-such-config.json") is None
     finally:
         release_log()
+
+
+def test_a_downlink_is_logged_as_one_line_and_not_made_at_all_above_info():
+    from firmware import log
+
+    a = app.App(cfg(ntp=False), uart=StubUART())
+    cap = capture_log()
+    made = []
+    real = app.printable
+    app.printable = lambda p: made.append(p) or real(p)
+    try:
+        a.log_downlink("/t", b'{"a": 1}')
+        a.log_downlink("/t", b"two\r\nlines")
+        a.log_downlink("/t", b"\xff\x00")
+        assert [ln.split(" app: ", 1)[1] for ln in cap.lines] == [
+            'downlink /t {"a": 1}', "downlink /t 'two\\r\\nlines'", "downlink /t 0xff00"]
+        log.level = log.WARN
+        a.log_downlink("/t", b"x" * 1000)
+        assert len(cap.lines) == 3 and len(made) == 3  # nothing formatted for a line not logged
+    finally:
+        log.level = log.INFO
+        app.printable = real
+        release_log()
+
+
+def test_log_lines_of_one_second_share_its_stamp_and_a_new_second_gets_its_own():
+    import time
+
+    from firmware import log
+
+    cap = capture_log()
+    try:
+        log.info("t", "one")
+        log._last[0] -= 1  # as if the last stamp was made a second earlier
+        log._last[1] = "stale"
+        log.info("t", "two")
+        log.info("t", "three")
+    finally:
+        release_log()
+    stamps = [ln.split(" I t: ")[0] for ln in cap.lines]
+    assert stamps[1] == stamps[2] != "stale" and len(stamps[1]) == 19
+    t = time.localtime(log._last[0])
+    assert stamps[2] == "%04d-%02d-%02d %02d:%02d:%02d" % (t[0], t[1], t[2], t[3], t[4], t[5])
