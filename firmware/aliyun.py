@@ -126,6 +126,9 @@ def credentials(modem, cfg):
 
         return token_credentials(cfg, http_auth(modem, cfg))
     host, port = mqtt_host(cfg), cfg["mqtt_port"]
+    if cfg.get("device_token") and not cfg.get("device_secret"):  # registered by "mqtt_nwl" (regnwl)
+        return (cfg["token_client_id"] + "|securemode=-2,authType=connwl|", cfg["device_name"] + "&" + cfg["product_key"],
+                cfg["device_token"], host, port)
     cid, user, password = sign.mqtt_credentials(
         cfg["product_key"], cfg["device_name"], cfg["device_secret"], client_id(cfg),
         cfg["sign_method"], securemode=2 if cfg["tls"] else 3,

@@ -80,7 +80,7 @@ class App(Device):
         try:  # config.check() keeps these finite and inside the clock; a cfg from elsewhere may not
             interval = int(self.cfg["interval"] * 1000)
             stats_ms = int(self.cfg.get("stats_interval", 0) * 1000)
-            if not self.cfg.get("device_secret"):  # only product_secret: dynamic registration first
+            if not (self.cfg.get("device_secret") or self.cfg.get("device_token")):  # only product_secret: register first
                 from firmware import register
 
                 if not register.provision(self.modem, self.cfg, until):

@@ -18,7 +18,7 @@ from firmware.port import TICKS_MAX_MS, const
 from firmware.sign import METHODS
 
 PATH = "config.json"
-SECRETS = ("device_secret", "product_secret")
+SECRETS = ("device_secret", "product_secret", "device_token", "token_client_id")  # the last two: stored by "mqtt_nwl"
 PLATFORM = sys.platform  # "rp2" or "esp32" on a board: their own limits apply (tests set it)
 
 _MAX_BYTES = const(8192)  # a config is about 1 KB; the board reads it whole
@@ -34,6 +34,7 @@ _UART = ("url", "id", "tx", "rx", "baud", "rxbuf", "flow", "rts", "cts")
 DEFAULTS = {
     "region": "cn-shanghai",
     "auth": "mqtt",  # "mqtt": direct sign; "http": token from /auth/devicename
+    "register": "https",  # dynamic registration (product_secret): "https", "mqtt" or "mqtt_nwl"
     "sign_method": "hmacsha256",
     "client_id": None,  # default "{product_key}.{device_name}"
     "tls": True,
@@ -226,6 +227,10 @@ def _check(cfg, path):
     if cfg["apn"] != "":  # "": the network's default
         _text(cfg, path, "apn", 1, 100, None, "printable ASCII, at most 100 characters (3GPP), or \"\"")
     _one_of(cfg, path, "auth", ("mqtt", "http"))
+    _one_of(cfg, path, "register", ("https", "mqtt", "mqtt_nwl"))
+    if cfg["register"] == "mqtt_nwl" and (cfg["auth"] != "mqtt" or cfg["tls"] is not True):
+        _fail(path, "register", "\"mqtt_nwl\" connects with the platform's deviceToken over MQTT and TLS only: "
+              "needs \"auth\": \"mqtt\" and \"tls\": true")
     _one_of(cfg, path, "sign_method", METHODS)
     _one_of(cfg, path, "outbox_policy", ("drop_oldest", "refuse_new"))
     _one_of(cfg, path, "log_level", ("debug", "info", "warn", "error"))

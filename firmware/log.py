@@ -8,7 +8,8 @@
 #   2. A server reply (auth, registration, a downlink) is never quoted: say what was wrong
 #      with it (not JSON, no code, a missing field, its length) and at most the platform's
 #      numeric code, whose meaning the firmware knows.
-#   3. A secret (DeviceSecret, ProductSecret, iotToken, the MQTT password, a sign) is never
+#   3. A secret (DeviceSecret, ProductSecret, iotToken, the MQTT password, a sign, and the
+#      deviceToken and clientId a registration without pre-registration returns) is never
 #      formatted, whole or in part, into a log line, an exception or printed output.
 #   4. A config dict is shown only through config.masked(), never repr()'d; an exception
 #      that is not the firmware's own is shown by err(): its type and a safe() message

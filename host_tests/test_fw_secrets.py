@@ -30,6 +30,8 @@ NEW_DS = "lIJtYlCozonqy5A00QyUZ4UROJ1wDIGd"  # the DeviceSecret a registration h
 TOKEN = "21593348da3871d7ca8edbf37a5e425e"  # iotToken of the "http" flow
 IOT_ID = "scanIotId0001"
 RND = "0123456789abcdef"  # registration's random (register._random, patched)
+NWL_CID = "Qm7RdWx2pLk9Vb4TzHs8Ue3Jn6Cy1Fa5"  # the clientId a registration without pre-registration hands out
+NWL_TOKEN = "f4Kp9zLq2Wm7Xc3Vb8Nd1Rt6Ys5Gh0Ja"  # ... and its deviceToken
 WINDOW = 12
 OK = b"\r\nOK\r\n"
 V409 = b'+CGMR: "AirM2M_Air724UG_V409_LTE_AT"'
@@ -55,7 +57,13 @@ def password():
 
 def secrets():
     return [("DeviceSecret", DS), ("ProductSecret", PS), ("registered DeviceSecret", NEW_DS),
-            ("iotToken", TOKEN), ("MQTT password", password())]
+            ("iotToken", TOKEN), ("MQTT password", password()), ("deviceToken", NWL_TOKEN),
+            ("regnwl clientId", NWL_CID), ("MQTT registration password", reg_password())]
+
+
+def reg_password():
+    """The password of an MQTT registration request for cfg() (register.mqtt_request)."""
+    return register.mqtt_request(cfg(device_secret=None, register="mqtt_nwl"), RND)[2]
 
 
 # ---------------------------------------------------------------------- the scanner
@@ -787,3 +795,55 @@ def test_config_json_with_a_bad_byte_beside_the_secret():
     finally:
         rmtree(d)
     assert isinstance(got[0], config.ConfigError), "config.load gave %s, not a ConfigError" % type(got[0]).__name__
+
+
+# ---------------------------------------------------------------------- registration over MQTT
+def test_registration_over_mqtt_without_pre_registration_then_the_token_login():
+    push = json.dumps({"clientId": NWL_CID, "productKey": PK, "deviceName": DN, "deviceToken": NWL_TOKEN}).encode()
+
+    def flow(cap):
+        r = Registration()
+        try:
+            r.cfg["register"] = "mqtt_nwl"
+            request = register.mqtt_request(r.cfg, RND)
+            script = module_script() + ATTACH + [(b"AT+MDISCONNECT\r", OK), (b"AT+MIPCLOSE\r", OK),
+                                                 (b"AT+MQTTMSGSET=0\r", OK)] + mqtt_script(
+                request + (aliyun.mqtt_host(r.cfg),), subscribe=False)
+            script[-1] = (b"AT+MQTTMSGSET=0\r", OK + msub(b"/ext/regnwl", push) + b"\r\nCLOSED\r\n")
+            script += [(b"AT+MDISCONNECT\r", OK), (b"AT+MIPCLOSE\r", OK)]
+            uart, m = cap.modem(script)
+            assert register.provision(m, r.cfg) is True
+            assert uart.done() and (r.cfg["token_client_id"], r.cfg["device_token"]) == (NWL_CID, NWL_TOKEN)
+            stored = json.loads(open(r.cfg["secret_file"]).read())
+            assert stored == {"product_key": PK, "device_name": DN, "client_id": NWL_CID, "device_token": NWL_TOKEN}
+            # the link logs in with the token; config.masked() hides both
+            creds = (NWL_CID + "|securemode=-2,authType=connwl|", DN + "&" + PK, NWL_TOKEN, aliyun.mqtt_host(r.cfg))
+            uart, m = cap.modem(module_script() + ATTACH + link_mqtt(creds))
+            link = Link(m, r.cfg, Topics(PK, DN))
+            drive(link, 3)
+            assert link.state == UP and uart.done()
+            assert [c for c in cap.carried() if NWL_TOKEN.encode() in c], "the token went to MCONFIG"
+            link.log_stats()
+            cap.out(str(config.masked(r.cfg)))
+        finally:
+            r.close()
+
+    scan(flow)
+
+
+def test_unreadable_mqtt_registration_answers_containing_a_token():
+    for answer in (b'{"clientId":"%s","deviceToken":"%s"' % (NWL_CID.encode(), NWL_TOKEN.encode()),
+                   b'{"clientId":"%s\\"x","deviceToken":"%s"}' % (NWL_CID.encode(), NWL_TOKEN.encode()),
+                   b'{"clientId":"%s","deviceToken":["%s"]}' % (NWL_CID.encode(), NWL_TOKEN.encode()),
+                   b'{"clientId":"%s","deviceName":"other-1","deviceToken":"%s"}' % (NWL_CID.encode(), NWL_TOKEN.encode())):
+        def flow(cap):
+            r = Registration()
+            try:
+                r.cfg["register"] = "mqtt_nwl"
+                e = cap.call(register._store, r.cfg, "/ext/regnwl", answer)
+                assert isinstance(e, CloudError), (answer, e)
+                assert r.stored() == [] and not r.cfg.get("device_token")
+            finally:
+                r.close()
+
+        scan(flow)

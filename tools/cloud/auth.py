@@ -178,6 +178,10 @@ def check_connect(state, client_id, username, password, keepalive, tls, console=
     ident, params = parsed
     if not ident or len(ident) > CLIENT_ID_MAX:
         return RC_CLIENT_ID, None
+    if params.get("authType") == "connwl":  # registered without pre-registration (mqttreg.py)
+        from tools.cloud.mqttreg import check_connwl
+
+        return check_connwl(state, ident, pk, dn, params, password, tls)
     method = params.get("signmethod", "hmacmd5").lower()
     mode = params.get("securemode")
     if method not in SIGN_METHODS or mode not in ("2", "3"):

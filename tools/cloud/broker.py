@@ -17,7 +17,9 @@
 #  wrong password could kick the legitimate one). AliyunBroker therefore overrides a few
 #  private Broker methods; they are tied to the pinned amqtt==0.12.1 and guarded by
 #  host_tests/test_cloud.py:
-#    _handle_client_session  check the CONNECT first (auth.check_connect); on failure
+#    _handle_client_session  a dynamic registration request (mqttreg.login) is answered
+#                            there and closed (CONNACK, the push, the close); any other
+#                            CONNECT is checked first (auth.check_connect); on failure
 #                            send CONNACK rc and close, before amqtt touches any session; on
 #                            success kick older connections of the same device / clientId,
 #                            set the 1.5 x keepalive cut-off, drop will messages, then go on.
@@ -41,7 +43,7 @@ from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.mqtt.connack import ConnackPacket
 
-from tools.cloud import rrpc, shadow
+from tools.cloud import mqttreg, rrpc, shadow
 from tools.cloud.auth import RC_OK, check_connect
 
 log = logging.getLogger("localcloud.broker")
@@ -252,6 +254,15 @@ class AliyunBroker(Broker):
     async def _handle_client_session(self, reader, writer, session, handler, server, listener_name):
         if not (self.console and session.username == self.console[0]):
             self.stats["connects"] += 1  # a device's (or anyone's but the console's)
+        reg = mqttreg.login(self.cloud_state, session.client_id, session.username, session.password,
+                            tls=session.ssl_object is not None)
+        if reg is not None:  # a registration request: answered and closed, no session (mqttreg.py)
+            log.info("registration %r user=%r: CONNACK %d", session.client_id, session.username, reg[0])
+            try:
+                await mqttreg.answer(writer, *reg)
+            except (TimeoutError, OSError, ssl.SSLError) as e:  # peer already gone
+                log.debug("answering a registration: %r", e)
+            return
         rc, identity = check_connect(
             self.cloud_state, session.client_id, session.username, session.password, session.keep_alive,
             tls=session.ssl_object is not None, console=self.console)

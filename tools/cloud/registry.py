@@ -84,6 +84,7 @@ class CloudState:
                 "active": bool(d.get("active", old.get("active", False))),
                 "enabled": bool(d.get("enabled", old.get("enabled", True))),
                 "iotId": d.get("iotId") or old.get("iotId") or random_id(20),
+                "tokens": dict(d.get("tokens") or old.get("tokens") or {}),  # clientId -> deviceToken (regnwl)
             }
             return self.devices[key]
 
@@ -138,6 +139,7 @@ class CloudState:
             else:  # keep the identity and activation the cloud already gave this device
                 cur["iotId"] = d["iotId"]
                 cur["active"] = cur["active"] or d.get("active", False)
+                cur["tokens"].update(d.get("tokens", {}))
                 if d.get("deviceSecret") and not cur["deviceSecret"]:
                     cur["deviceSecret"] = d["deviceSecret"]
         self.tokens.update(st.get("tokens", {}))
