@@ -129,30 +129,43 @@ class Air72x:
         self._events = []
         self.stats = {"downlinks": 0, "downlinks_dropped": 0, "published": 0, "acked": 0, "events": 0, "chatter": 0, "early": 0}
 
+    def __getattr__(self, name):
+        """The sync API: modem.ready(...) runs ready_g(...) to its end with the engine's
+        blocking wait (AT.run) and returns its value. Every method that sends a command is a
+        generator (*_g: the link composes them, firmware/aio.py awaits them); this one door
+        stands for all their sync names, costing no RAM per method."""
+        if name[:1] == "_" or name[-2:] == "_g":
+            raise AttributeError(name)
+        try:
+            g = getattr(self, name + "_g")
+        except AttributeError:
+            raise AttributeError(name)
+        return lambda *args, **kw: self.at.run(g(*args, **kw))
+
     # ------------------------------------------------------------------ bring-up
     def start(self, attach_ms=_ATTACH_MS):
         """Autobaud, echo off, version check, SIM, signal, packet attach."""
-        self.ready()
-        self.wait_attach(attach_ms)
+        self.at.run(self.ready_g())
+        self.at.run(self.wait_attach_g(attach_ms))
 
-    def ready(self, tries=_AT_TRIES, flow=False):
+    def ready_g(self, tries=_AT_TRIES, flow=False):
         """Autobaud, echo off (it is back on after every restart), RTS/CTS flow control when
         `flow`, version check, SIM, signal: the module answers and can be used. Returns the
         rssi."""
-        self.autobaud(tries)
-        self.at.cmd("ATE0")
+        yield from self.autobaud_g(tries)
+        yield from self.at.cmd_g("ATE0")
         if flow:
-            self.at.cmd("AT+IFC=2,2")  # the module stops sending while the board holds RTS
-        self.check_version()
-        self.check_sim()
-        rssi, _ = self.signal()
+            yield from self.at.cmd_g("AT+IFC=2,2")  # the module stops sending while the board holds RTS
+        yield from self.check_version_g()
+        yield from self.check_sim_g()
+        rssi, _ = yield from self.signal_g()
         log.info(_TAG, "module %s ready, signal %s", self.version, "unknown" if rssi == 99 else rssi)
         return rssi
 
-    def autobaud(self, tries=_AT_TRIES):
+    def autobaud_g(self, tries=_AT_TRIES):
         for _ in range(tries):
             try:
-                self.at.cmd("AT", timeout=_AT_MS)
+                yield from self.at.cmd_g("AT", timeout=_AT_MS)
                 return
             except ATTimeout:
                 pass
@@ -166,9 +179,9 @@ class Air72x:
             "timeout",
         )
 
-    def check_version(self):
+    def check_version_g(self):
         """The module's firmware version from its +CGMR line (or the bare line)."""
-        lines = self.at.cmd("AT+CGMR")
+        lines = yield from self.at.cmd_g("AT+CGMR")
         line = _first(lines)
         for ln in lines:  # '+CGMR: "AirM2M_..."', or the bare text some builds print
             if ln.startswith(b"+CGMR"):
@@ -194,14 +207,14 @@ class Air72x:
         """This module's FAMILIES row (from the version check_version() read)."""
         return family(self.version)
 
-    def check_sim(self):
+    def check_sim_g(self):
         """+CPIN: READY, or a "sim" ModemError. A SIM that is busy right after boot (+CME ERROR: 14,
         Air780 modules for a few seconds) is asked again every second for 10 s."""
         at = self.at
         deadline = ticks_add(at.ticks(), _SIM_BUSY_MS)
         while True:
             try:
-                line = _first(at.cmd("AT+CPIN?", info=b"+CPIN"))
+                line = _first((yield from at.cmd_g("AT+CPIN?", info=b"+CPIN")))
                 break
             except ATError as e:
                 if e.code == 10:
@@ -210,32 +223,32 @@ class Air72x:
                     raise
                 if ticks_diff(deadline, at.ticks()) <= 0:
                     raise ModemError("SIM still busy (+CME ERROR: 14) after %d s: check the SIM card" % (_SIM_BUSY_MS // 1000), "sim")
-                self.sleep(1000)
+                yield from self.sleep_g(1000)
         state = text(line.split(b":", 1)[-1].strip()[:32]) if line else "?"
         if state.split(" ")[0] != "READY":  # "READY 0": the hot-plug form of some Air780E
             raise ModemError("SIM not ready: %s" % state, "sim")
 
-    def signal(self):
+    def signal_g(self):
         """(rssi 0..31 or 99 unknown, ber)."""
-        v = ints(_first(self.at.cmd("AT+CSQ", info=b"+CSQ")) or b"")
+        v = ints(_first((yield from self.at.cmd_g("AT+CSQ", info=b"+CSQ"))) or b"")
         return (v[0], v[1]) if len(v) >= 2 and v[0] is not None and v[1] is not None else (99, 99)
 
-    def attached(self):
-        line = _first(self.at.cmd("AT+CGATT?", info=b"+CGATT"))
+    def attached_g(self):
+        line = _first((yield from self.at.cmd_g("AT+CGATT?", info=b"+CGATT")))
         return line is not None and ints(line)[:1] == [1]
 
-    def wait_attach(self, timeout_ms=_ATTACH_MS):
+    def wait_attach_g(self, timeout_ms=_ATTACH_MS):
         at = self.at
         deadline = ticks_add(at.ticks(), timeout_ms)
-        while not self.attached():
+        while not (yield from self.attached_g()):
             if ticks_diff(deadline, at.ticks()) <= 0:
                 raise ModemError(
                     "not attached to the packet network after %d s: check the antenna, the "
                     "SIM's data plan and the APN" % (timeout_ms // 1000), "attach"
                 )
-            self.sleep(1000)
+            yield from self.sleep_g(1000)
 
-    def sleep(self, ms):
+    def sleep_g(self, ms):
         """Wait `ms` while still taking in URCs and downlinks (and feeding the watchdog)."""
         at = self.at
         deadline = ticks_add(at.ticks(), ms)
@@ -244,27 +257,25 @@ class Air72x:
             if left <= 0:
                 break
             self.poll()
-            if at.idle:
-                at.idle()
-            at.sleep(min(10, left))
+            yield min(10, left)  # the wait feeds the watchdog
 
     # ------------------------------------------------------------------ HTTP
-    def bearer_open(self, apn):
+    def bearer_open_g(self, apn):
         apn = "" if apn is None else apn
         if apn:
             quoted("apn", apn)
-        self.at.cmd('AT+SAPBR=3,1,"CONTYPE","GPRS"')
-        self.at.cmd('AT+SAPBR=3,1,"APN","%s"' % apn)
+        yield from self.at.cmd_g('AT+SAPBR=3,1,"CONTYPE","GPRS"')
+        yield from self.at.cmd_g('AT+SAPBR=3,1,"APN","%s"' % apn)
         try:
-            self.at.cmd("AT+SAPBR=1,1", timeout=_BEARER_MS)
+            yield from self.at.cmd_g("AT+SAPBR=1,1", timeout=_BEARER_MS)
         except ATError as e:
             if e.code != 3:  # 3: already open
                 raise
         self.bearer_up = True
-        return self.bearer_ip()
+        return (yield from self.bearer_ip_g())
 
-    def bearer_ip(self):
-        line = _first(self.at.cmd("AT+SAPBR=2,1", info=b"+SAPBR"))
+    def bearer_ip_g(self):
+        line = _first((yield from self.at.cmd_g("AT+SAPBR=2,1", info=b"+SAPBR")))
         if line is None:
             return None
         parts = line.split(b",")
@@ -276,14 +287,14 @@ class Air72x:
             ip = ".".join(str(int(o)) for o in octets)
         return ip
 
-    def http_post(self, url, body, content_type="application/x-www-form-urlencoded"):
+    def http_post_g(self, url, body, content_type="application/x-www-form-urlencoded"):
         """POST `body`; return (status, response bytes). HTTPTERM always follows."""
-        from firmware.http import post  # loaded only by the flows that use HTTP
+        from firmware.http import post_g  # loaded only by the flows that use HTTP
 
-        return post(self, url, body, content_type)
+        return (yield from post_g(self, url, body, content_type))
 
     # ------------------------------------------------------------------ TLS
-    def load_ca(self, name, pem):
+    def load_ca_g(self, name, pem):
         """Give the module the CA that its MQTT and HTTP TLS links verify the server with
         (AT+FSWRITE into its file system, AT+SSLCFG "cacert" and "seclevel" 1 on both SSL
         contexts), once per module boot. False: this family has no such commands (the
@@ -293,20 +304,20 @@ class Air72x:
             return False
         at = self.at
         try:
-            at.cmd('AT+FSDEL="%s"' % CA_FILE)  # a longer old file would leave its tail
+            yield from at.cmd_g('AT+FSDEL="%s"' % CA_FILE)  # a longer old file would leave its tail
         except ATError:
             pass  # there was none
-        at.cmd('AT+FSCREATE="%s"' % CA_FILE)
-        at.cmd('AT+FSWRITE="%s",0,%d,10' % (CA_FILE, len(pem)), data=pem, timeout=15000)
+        yield from at.cmd_g('AT+FSCREATE="%s"' % CA_FILE)
+        yield from at.cmd_g('AT+FSWRITE="%s",0,%d,10' % (CA_FILE, len(pem)), data=pem, timeout=15000)
         for ctx in (row[4], row[5]):
-            at.cmd('AT+SSLCFG="cacert",%d,"%s"' % (ctx, CA_FILE))
-            at.cmd('AT+SSLCFG="seclevel",%d,1' % ctx)
+            yield from at.cmd_g('AT+SSLCFG="cacert",%d,"%s"' % (ctx, CA_FILE))
+            yield from at.cmd_g('AT+SSLCFG="seclevel",%d,1' % ctx)
         self.ca_loaded = name
         log.info(_TAG, "TLS: the module verifies servers against %s (%d bytes)", name, len(pem))
         return True
 
     # ------------------------------------------------------------------ MQTT
-    def mqtt_connect(self, client_id, username, password, host, port, tls=True, keepalive=300, clean=True):
+    def mqtt_connect_g(self, client_id, username, password, host, port, tls=True, keepalive=300, clean=True):
         """MCONFIG, (SSL)MIPSTART, MCONNECT the moment CONNECT OK arrives, MQTTMSGSET=0.
         The caller closes what the module may still hold first (mqtt_disconnect)."""
         fields = (quoted("client_id", client_id), quoted("username", username), quoted("password", password))
@@ -316,17 +327,17 @@ class Air72x:
         self.mqtt_connected = False
         # a CLOSED still queued belongs to the link being replaced (or to our own MIPCLOSE)
         self._events = [ev for ev in self._events if ev[0] != "closed"]
-        self.at.cmd('AT+MCONFIG="%s","%s","%s"' % fields, label="AT+MCONFIG")
+        yield from self.at.cmd_g('AT+MCONFIG="%s","%s","%s"' % fields, label="AT+MCONFIG")
         start = "AT+SSLMIPSTART" if tls else "AT+MIPSTART"
         try:
-            self.at.cmd(
+            yield from self.at.cmd_g(
                 '%s="%s",%d' % (start, host, port),
                 timeout=_CONNECT_MS,
                 then=(b"CONNECT OK", b"ALREADY CONNECT", b"CONNECT FAIL"),
                 abort=_MODULE_LOST,
             )
         except ATError:
-            if self.mqtt_status() == 0:
+            if (yield from self.mqtt_status_g()) == 0:
                 raise ModemError("%s to %s:%d refused by the module" % (start, host, port), "connect")
             self.at.final = b"ALREADY CONNECT"  # a link is up: go on with MCONNECT
         if self.at.final.startswith(b"CONNECT FAIL"):
@@ -341,7 +352,7 @@ class Air72x:
         self.at.poll()
         self._gone(events, "right after CONNECT OK")
         try:
-            self.at.cmd(
+            yield from self.at.cmd_g(
                 "AT+MCONNECT=%d,%d" % (1 if clean else 0, keepalive),
                 then=(b"CONNACK OK",),
                 timeout=_CONNACK_MS,
@@ -359,7 +370,7 @@ class Air72x:
             raise
         except ATAbort as e:
             raise ModemError("link lost while connecting: %s" % e.line, "link")
-        self.at.cmd("AT+MQTTMSGSET=0")
+        yield from self.at.cmd_g("AT+MQTTMSGSET=0")
         self._gone(events, "right after CONNACK")
         self.mqtt_connected = True
         log.info(_TAG, "MQTT connected to %s:%d (%s)", host, port, "TLS" if tls else "TCP")
@@ -368,11 +379,11 @@ class Air72x:
         if self.stats["events"] != events:  # CLOSED (or worse) since the connection began
             raise ModemError("link lost %s: %s" % (when, self._events[-1][1] if self._events else "?"), "link")
 
-    def mqtt_subscribe(self, topic, qos=0):
-        self._mqtt('AT+MSUB="%s",%d' % (topic_name(topic, True), qos_level(qos)), b"SUBACK")
+    def mqtt_subscribe_g(self, topic, qos=0):
+        yield from self._mqtt_g('AT+MSUB="%s",%d' % (topic_name(topic, True), qos_level(qos)), b"SUBACK")
 
-    def mqtt_unsubscribe(self, topic):
-        self._mqtt('AT+MUNSUB="%s"' % topic_name(topic, True), b"UNSUBACK")
+    def mqtt_unsubscribe_g(self, topic):
+        yield from self._mqtt_g('AT+MUNSUB="%s"' % topic_name(topic, True), b"UNSUBACK")
 
     def check_publish(self, topic, payload, qos=0):
         """(topic, payload bytes) as mqtt_publish() takes them, or TypeError / ValueError
@@ -387,7 +398,7 @@ class Air72x:
             raise ValueError("payload: %d bytes is over the module's %d-byte limit" % (n, PAYLOAD_MAX))
         return topic, payload
 
-    def mqtt_publish(self, topic, payload, qos=0, wait=True):
+    def mqtt_publish_g(self, topic, payload, qos=0, wait=True):
         """Publish; returns after OK (QoS 0) or PUBACK (QoS 1). wait=False: a QoS 1 publish
         returns at OK too, and its PUBACK counts in self.pubacks when it comes (the module
         takes the next QoS 1 message only after it; the link waits without blocking, so a
@@ -408,7 +419,7 @@ class Air72x:
                 text_ok = False
         if text_ok:
             cmd = b"".join((b'AT+MPUB="', topic.encode(), b'",%d,0,"' % qos, body, b'"'))
-            self._mqtt(cmd, then, label="AT+MPUB")
+            yield from self._mqtt_g(cmd, then, label="AT+MPUB")
         else:
             body = None
             since = self.family()[3]
@@ -419,16 +430,16 @@ class Air72x:
                     % (n, "module firmware V%d or later" % since if since < 1 << 30 else "a known module", log.safe(self.version, 64))
                 )
             cmd = 'AT+MPUBEX="%s",%d,0,%d' % (topic, qos, n)
-            self._mqtt(cmd, then, data=payload, label="AT+MPUBEX")
+            yield from self._mqtt_g(cmd, then, data=payload, label="AT+MPUBEX")
         self.stats["published"] += 1
         if then:
             self.stats["acked"] += 1
 
-    def _mqtt(self, cmd, then, data=None, label=None):
+    def _mqtt_g(self, cmd, then, data=None, label=None):
         if not self.mqtt_connected:
             raise ModemError("MQTT is not connected", "link")
         try:
-            self.at.cmd(cmd, then=(then,) if then else None, data=data, label=label, timeout=ACK_MS, abort=_LINK_LOST)
+            yield from self.at.cmd_g(cmd, then=(then,) if then else None, data=data, label=label, timeout=ACK_MS, abort=_LINK_LOST)
         except ATAbort as e:
             raise ModemError("%s: link lost (%s)" % (e.cmd, e.line), "link")
 
@@ -443,16 +454,16 @@ class Air72x:
         burst would land inside that one wait."""
         return self._dl_at is not None and 0 <= ticks_diff(self.at.ticks(), self._dl_at) < _QUIET_MS
 
-    def mqtt_status(self):
+    def mqtt_status_g(self):
         """0 offline, 1 connected, 2 TCP up without an MQTT session."""
-        v = ints(_first(self.at.cmd("AT+MQTTSTATU", info=b"+MQTTSTATU")) or b"")
+        v = ints(_first((yield from self.at.cmd_g("AT+MQTTSTATU", info=b"+MQTTSTATU"))) or b"")
         return v[0] if v and v[0] is not None else 0
 
-    def mqtt_disconnect(self):
+    def mqtt_disconnect_g(self):
         self.mqtt_connected = False
         for cmd in ("AT+MDISCONNECT", "AT+MIPCLOSE"):
             try:
-                self.at.cmd(cmd)
+                yield from self.at.cmd_g(cmd)
             except ModemError as e:  # after CLOSED these may fail (767): nothing to close
                 log.debug(_TAG, "%s: %s", cmd, e)
 

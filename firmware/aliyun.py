@@ -98,16 +98,25 @@ def load_ca(modem, cfg):
     """Every TLS link (MQTT, and the HTTPS of auth and registration) checks the server:
     the CA of cfg["ca"] goes to the module once per module boot. False: this module cannot
     check (the caller says so); True otherwise, also with tls_verify off."""
+    need = ca_needed(modem, cfg)
+    if need:
+        modem.load_ca(*need)
+    return need is not False
+
+
+def ca_needed(modem, cfg):
+    """What load_ca() has to do: (path, pem) to load; None: nothing (loaded already, or
+    tls_verify off); False: this module cannot check. (The link's asyncio-friendly phase
+    loads it with modem.load_ca_g.)"""
     if not cfg.get("tls_verify", True):
-        return True
+        return None
     if not modem.family()[4]:
         return False
     path = cfg["ca"]
-    if modem.ca_loaded != path:
-        with open(path, "rb") as f:  # checked at load (config.py): it exists and is PEM
-            pem = f.read()
-        modem.load_ca(path, pem)
-    return True
+    if modem.ca_loaded == path:
+        return None
+    with open(path, "rb") as f:  # checked at load (config.py): it exists and is PEM
+        return path, f.read()
 
 
 def token_credentials(cfg, token):

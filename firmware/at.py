@@ -31,7 +31,7 @@
 #     and poll() (bytes that are not UTF-8 included), and the engine stays usable after any.
 from firmware import log
 from firmware.errors import ATAbort, ATError, ATTimeout, ModemError
-from firmware.port import TICKS_MAX_MS, const, copier, sleep_ms, ticks_add, ticks_diff, ticks_ms
+from firmware.port import TICKS_MAX_MS, const, copier, run, sleep_ms, ticks_add, ticks_diff, ticks_ms
 
 RXBUF = const(1536)  # receive buffer = longest line accepted
 _TIMEOUT_MS = const(5000)  # default per-command deadline
@@ -198,6 +198,16 @@ class AT:
                carries credentials: the command itself is never shown then).
         abort: URC prefixes that end the wait with ATAbort (default self.aborts).
         """
+        return self.run(self.cmd_g(command, timeout, info, then, data, label, abort))
+
+    def run(self, g):
+        """Drive a generator of this engine's commands (cmd_g, the driver's and the link's
+        *_g methods) to its end with the blocking wait; its return value."""
+        return run(g, self._wait)
+
+    def cmd_g(self, command, timeout=_TIMEOUT_MS, info=None, then=None, data=None, label=None, abort=None):
+        """cmd() as a generator: it yields the ms to wait wherever the command waits for
+        input (the caller sleeps, or awaits: firmware/aio.py) and returns the lines."""
         label = label or (command if isinstance(command, str) else text(command))
         if self._active:
             raise ModemError("%s sent while %s is in flight" % (label, self._label))
@@ -228,7 +238,7 @@ class AT:
                     self.stats["timeouts"] += 1
                     raise ATTimeout(label, timeout, self._stage())
                 if not got and self._active:
-                    self._wait()
+                    yield 1
                 elif self.idle:
                     self.idle()  # a flood of bytes must not starve the watchdog
         except ModemError:
@@ -274,14 +284,14 @@ class AT:
             self._reset_rx()
             raise ModemError("receive path failed: %s" % log.err(e))
 
-    def _wait(self):
-        """Nothing to read: feed the watchdog, then sleep until input arrives (1 ms at most)."""
+    def _wait(self, ms=1):
+        """Nothing to read: feed the watchdog, then sleep until input arrives (ms at most)."""
         if self.idle:
             self.idle()
         if self._until_readable and self.sleep is sleep_ms:
-            self._until_readable(1)
+            self._until_readable(ms)
         else:
-            self.sleep(1)
+            self.sleep(ms)
 
     # ---------------------------------------------------------------- receive path
     def _reset_rx(self):

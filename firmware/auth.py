@@ -3,6 +3,8 @@
 #   register_form()  Flow C, body of POST /auth/register/device (one type, one secret)
 #   http_auth()      Flow A end to end: sign, POST, the iotId/iotToken of the answer
 #   post_form()      POST a form, the answer's data or a CloudError naming its code
+#   *_g()            the same as generators of the engine (firmware/at.py cmd_g), for the
+#                    link's auth phase, which the asyncio front (firmware/aio.py) awaits
 # Loaded only by the "http" flow and by dynamic registration: a device on the direct MQTT
 # flow never holds this code. Signs and field checks come from firmware/sign.py.
 # The answers hold secrets (an iotToken, a new DeviceSecret): following the redaction rule
@@ -103,7 +105,15 @@ def _is_text(v):
 def post_form(modem, cfg, path, body):
     """POST a form to the auth server through the module (bearer open); the JSON's data
     (a dict). CloudError names what was wrong with the answer, never what it held."""
-    status, data = modem.http_post(auth_url(cfg, path), body)
+    return _answer(path, *modem.http_post(auth_url(cfg, path), body))
+
+
+def post_form_g(modem, cfg, path, body):
+    """post_form() as a generator of the engine (firmware/at.py cmd_g)."""
+    return _answer(path, *(yield from modem.http_post_g(auth_url(cfg, path), body)))
+
+
+def _answer(path, status, data):
     reply = _reply(data)  # raised below, outside any except: no chained decode error
     if reply is None:
         raise CloudError(status, "%s: HTTP %d, the %d-byte answer is not a JSON object" % (path, status, len(data)))
@@ -118,8 +128,20 @@ def post_form(modem, cfg, path, body):
 
 def http_auth(modem, cfg):
     """Flow "http": (username=iotId, password=iotToken, host or None, port or None)."""
+    return _token(post_form(modem, cfg, "/auth/devicename", _auth_body(cfg)))
+
+
+def http_auth_g(modem, cfg):
+    """http_auth() as a generator of the engine (the link's auth phase)."""
+    return _token((yield from post_form_g(modem, cfg, "/auth/devicename", _auth_body(cfg))))
+
+
+def _auth_body(cfg):
     body = auth_form(cfg["product_key"], cfg["device_name"], cfg["device_secret"], client_id(cfg), cfg["sign_method"])
-    data = post_form(modem, cfg, "/auth/devicename", body + "&resources=mqtt")
+    return body + "&resources=mqtt"
+
+
+def _token(data):
     iot_id, token = data.get("iotId"), data.get("iotToken")
     if not _is_text(iot_id) or not _is_text(token):
         raise CloudError(200, "/auth/devicename: answer without %s as text" % ("iotId" if not _is_text(iot_id) else "iotToken"))

@@ -1,6 +1,7 @@
 # HTTP POST through the module (AT+HTTPINIT ... AT+HTTPTERM): the seed's auth request and
 # dynamic registration. A module of its own so that devices on the direct MQTT flow never
-# load it. HTTPTERM always follows, also after a failure.
+# load it. HTTPTERM always follows, also after a failure (not after a cancelled asyncio task:
+# then the next post's HTTPINIT fails and ends that session first).
 from firmware import log
 from firmware.at import escape, ints, quoted
 from firmware.errors import ATError, ModemError
@@ -20,23 +21,24 @@ STATUS = {
 }
 
 
-def post(modem, url, body, content_type):
-    """POST `body` (str or bytes) to `url`; return (status, response bytes)."""
+def post_g(modem, url, body, content_type):
+    """POST `body` (str or bytes) to `url`; return (status, response bytes). A generator of
+    the engine (firmware/at.py cmd_g): Air72x.http_post() runs it."""
     at = modem.at
     if isinstance(body, str):
         body = body.encode()
     url = quoted("url", url)
     try:
-        at.cmd("AT+HTTPINIT")
+        yield from at.cmd_g("AT+HTTPINIT")
     except ATError:  # a previous session was left open: close it and start again
-        _term(at)
-        at.cmd("AT+HTTPINIT")
+        yield from _term_g(at)
+        yield from at.cmd_g("AT+HTTPINIT")
     try:
-        at.cmd('AT+HTTPPARA="URL","%s"' % url)
+        yield from at.cmd_g('AT+HTTPPARA="URL","%s"' % url)
         header = escape(("Content-Type: " + content_type).encode()).decode()
-        at.cmd('AT+HTTPPARA="USER_DEFINED","%s"' % header)
-        at.cmd("AT+HTTPDATA=%d,20000" % len(body), data=body, timeout=25000)
-        at.cmd("AT+HTTPACTION=1", then=(b"+HTTPACTION",), timeout=_HTTP_MS)
+        yield from at.cmd_g('AT+HTTPPARA="USER_DEFINED","%s"' % header)
+        yield from at.cmd_g("AT+HTTPDATA=%d,20000" % len(body), data=body, timeout=25000)
+        yield from at.cmd_g("AT+HTTPACTION=1", then=(b"+HTTPACTION",), timeout=_HTTP_MS)
         v = ints(at.final)
         if len(v) < 3 or v[1] is None:
             raise ModemError("HTTPACTION answer unreadable (%d bytes)" % len(at.final), "connect")
@@ -45,18 +47,22 @@ def post(modem, url, body, content_type):
             raise ModemError("HTTP request failed in the module: %d %s" % (status, STATUS.get(status, "")), "connect")
         data = b""
         if length:
-            at.cmd("AT+HTTPREAD", info=b"+HTTPREAD", timeout=_HTTP_MS)
+            yield from at.cmd_g("AT+HTTPREAD", info=b"+HTTPREAD", timeout=_HTTP_MS)
             data = at.payload or b""
             if len(data) != length:
                 raise ModemError("HTTP %d: HTTPREAD gave %d of %d bytes" % (status, len(data), length), "connect")
-        return status, data
-    finally:
-        _term(at)
+    except GeneratorExit:  # a cancelled task: nothing can be sent now (the next post's
+        raise  # HTTPINIT fails and ends this session first)
+    except BaseException:
+        yield from _term_g(at)
+        raise
+    yield from _term_g(at)
+    return status, data
 
 
-def _term(at):
+def _term_g(at):
     try:
-        at.cmd("AT+HTTPTERM")
+        yield from at.cmd_g("AT+HTTPTERM")
     except ModemError as e:
         log.debug(_TAG, "HTTPTERM: %s", e)
 

@@ -45,7 +45,7 @@ from firmware import aliyun, log
 from firmware.air72x import ACK_MS, qos_level, topic_name  # ACK_MS: a PUBACK later: the session is gone
 from firmware.errors import ModemError
 from firmware.outbox import Outbox
-from firmware.port import const, drop, ticks_add, ticks_diff, ticks_ms, time_s
+from firmware.port import const, drop, run, ticks_add, ticks_diff, ticks_ms, time_s
 
 _TAG = "link"
 # The vendor's bring-up guidance (docs/modules.md): no OK for 90 s: pulse RESET; not
@@ -119,6 +119,9 @@ class Link:
         self._creds = None
         self._unverified = False  # said once: this module cannot verify TLS servers
         self._later = []  # (topic, payload) QoS 0 / (topic, qos) subscriptions asked while busy
+        self.defer = False  # True (the asyncio front): publish() and subscribe() never send themselves
+        self.left = 0  # QoS 1 messages that left the outbox's head (acked, rejected or dropped)
+        self.on_left = None  # called (left, acked) as each leaves: the asyncio front's PUBACK wait
         self._inflight = False  # a QoS 1 publish is waiting for its PUBACK
         self._pubacks = 0  # modem.pubacks when it was sent
         self._ack_due = now  # ... and when its PUBACK is overdue
@@ -152,16 +155,24 @@ class Link:
     def step(self):
         """Run one phase (or, when up, poll and flush the outbox). Never raises; blocks at
         most STEP_BOUND_MS (see the top of this file)."""
+        run(self.step_g(), self._wait)
+
+    def step_g(self):
+        """step() as a generator of the engine: it yields the ms it waits for the module
+        (the sync step() sleeps them, the asyncio front awaits them: firmware/aio.py)."""
         if self.feed:
             self.feed()
         try:
             self.modem.deliver()  # events first: they may change the phase
             if self.state == UP:
-                self._up()
+                yield from self._up_g()
             elif ticks_diff(self.ticks(), self._next) >= 0:
-                self._phase()
+                yield from self._phase_g()
         except Exception as e:  # every failure has a recovery; nothing escapes the loop
-            self._fail(e)
+            yield from self._fail_g(e)
+
+    def _wait(self, ms):
+        self.modem.at._wait(ms)
 
     @property
     def up(self):
@@ -170,20 +181,29 @@ class Link:
     def publish(self, topic, payload, qos=0):
         """QoS 1: queued (never blocks), sent in order by step(), kept until its PUBACK;
         False if the outbox refused it (policy refuse_new, counted and logged).
-        QoS 0: sent now if the link is up; False (counted) if it is not or the send failed."""
+        QoS 0: sent now if the link is up; False (counted) if it is not or the send failed.
+        With self.defer (the asyncio front), a QoS 0 message is sent by the next step."""
+        return run(self.publish_g(topic, payload, qos, self.defer), self._wait)
+
+    def publish_g(self, topic, payload, qos=0, defer=False):
+        """publish() as a generator of the engine; defer: queue a QoS 0 message for the next
+        step instead of sending it now."""
         topic, payload = self.modem.check_publish(topic, payload, qos)  # TypeError / ValueError
         if qos:
             before = self.outbox.dropped
             ok = self.outbox.put(topic, payload)
-            self.counters["dropped"] += self.outbox.dropped - before
+            dropped = self.outbox.dropped - before
+            self.counters["dropped"] += dropped
             if ok:
                 self.counters["queued"] += 1
+                if dropped:  # drop_oldest: the head made room
+                    self._left_box(False)
             return ok
         if self.state != UP:
             self.counters["qos0_dropped"] += 1
             log.warn(_TAG, "link %s: QoS 0 message for %s not sent", self.state, topic)
             return False
-        if self.modem.busy():  # called by a handler while a command waits: the next step sends it
+        if defer or self.modem.busy():  # a handler while a command waits: the next step sends it
             if len(self._later) >= _LATER_MAX:
                 self.counters["qos0_dropped"] += 1
                 log.warn(_TAG, "QoS 0 message for %s not sent: %d already wait for the module", topic, _LATER_MAX)
@@ -191,14 +211,14 @@ class Link:
             self._later.append((topic, payload))
             return True
         try:
-            self.modem.mqtt_publish(topic, payload, 0)
+            yield from self.modem.mqtt_publish_g(topic, payload, 0)
             self.counters["qos0_sent"] += 1
             return True
         except ValueError:
             raise  # the caller's payload is wrong: say so to the caller
         except Exception as e:
             self.counters["qos0_dropped"] += 1
-            self._fail(e)
+            yield from self._fail_g(e)
             return False
 
     def subscribe(self, topic, qos=0):
@@ -207,7 +227,7 @@ class Link:
         qos_level(qos)
         if (topic, qos) not in self.subscriptions:
             self.subscriptions.append((topic, qos))
-        if self.state == UP and self.modem.busy():  # from a handler: the next step does it
+        if self.state == UP and (self.defer or self.modem.busy()):  # from a handler: the next step does it
             self._later.append((topic, qos))
         elif self.state == UP:
             try:
@@ -235,17 +255,17 @@ class Link:
         log.info(_TAG, "stats %s", _json(self.stats()))
 
     # ------------------------------------------------------------------ phases
-    def _phase(self):
+    def _phase_g(self):
         st = self.state
         m = self.modem
         if st == MODULE:
-            m.ready(_AUTODBAUD_TRIES, self.flow)
-            self._verify(m)  # before the first HTTPS request (the "http" flow's auth) or TLS link
+            yield from m.ready_g(_AUTODBAUD_TRIES, self.flow)
+            yield from self._verify_g(m)  # before the first HTTPS request (the "http" flow's auth) or TLS link
             self._goto(ATTACH)
             self._next = self.ticks()
         elif st == ATTACH:
-            if m.attached():
-                m.bearer_open(self.cfg.get("apn"))  # MIPSTART and HTTP both need it
+            if (yield from m.attached_g()):
+                yield from m.bearer_open_g(self.cfg.get("apn"))  # MIPSTART and HTTP both need it
                 self._goto(AUTH if self._needs_token() else MQTT)
                 self._next = self.ticks()
             elif ticks_diff(self._attach_deadline, self.ticks()) <= 0:
@@ -253,10 +273,10 @@ class Link:
             else:
                 self._next = ticks_add(self.ticks(), _ATTACH_POLL_MS)
         elif st == AUTH:
-            from firmware.auth import http_auth  # the "http" flow only, once a week
+            from firmware.auth import http_auth_g  # the "http" flow only, once a week
 
             try:
-                user, password, host, port = http_auth(m, self.cfg)
+                user, password, host, port = yield from http_auth_g(m, self.cfg)
             finally:  # the auth code leaves the heap before the MQTT phase needs it
                 drop("firmware.auth")
                 drop("firmware.http")
@@ -266,7 +286,7 @@ class Link:
             self._goto(MQTT)
             self._next = self.ticks()
         elif st == MQTT:
-            self._connect()
+            yield from self._connect_g()
 
     def _needs_token(self):
         if self.cfg.get("auth") != "http":
@@ -277,7 +297,7 @@ class Link:
         age = self.time() - t[4]
         return age < 0 or age > aliyun.TOKEN_LIFE_S - 86400  # a day before it expires
 
-    def _connect(self):
+    def _connect_g(self):
         m = self.modem
         if self._needs_token():
             self._goto(AUTH)
@@ -289,25 +309,31 @@ class Link:
             cid, user, password, host, port = aliyun.credentials(m, self.cfg)
         creds = (cid, user, host, port)  # the password changes with every sign's timestamp
         if self._dirty or creds != self._creds:
-            m.mqtt_disconnect()  # whatever the module still holds from before
+            yield from m.mqtt_disconnect_g()  # whatever the module still holds from before
             self._dirty = False
         self._creds = creds
         self._dirty = True  # from here on the module may hold a half-open session
-        m.mqtt_connect(cid, user, password, host, port, tls=self.cfg["tls"], keepalive=self.cfg["keepalive"])
+        yield from m.mqtt_connect_g(cid, user, password, host, port, tls=self.cfg["tls"], keepalive=self.cfg["keepalive"])
         for topic, qos in self.subscriptions:  # clean session: every subscription again
-            m.mqtt_subscribe(topic, qos)
+            yield from m.mqtt_subscribe_g(topic, qos)
         self._dirty = False
         self._goto(UP)
 
     def _verify(self, m):
+        run(self._verify_g(m), self._wait)
+
+    def _verify_g(self, m):
         """TLS that checks the server: the CA goes to the module once per module boot; a
         module that cannot verify is said once, and the link goes on unverified."""
-        if not aliyun.load_ca(m, self.cfg) and not self._unverified:
+        need = aliyun.ca_needed(m, self.cfg)
+        if need:
+            yield from m.load_ca_g(*need)
+        elif need is False and not self._unverified:
             self._unverified = True
             log.warn(_TAG, "module %s cannot verify the server's certificate (no AT+SSLCFG): "
                            "TLS is encrypted but unverified", log.safe(m.version, 64))
 
-    def _up(self):
+    def _up_g(self):
         m = self.modem
         m.poll()
         if self.state != UP:
@@ -315,22 +341,23 @@ class Link:
         while self._later and self.state == UP:  # what handlers asked for inside a command
             topic, arg = self._later.pop(0)
             if isinstance(arg, int):
-                m.mqtt_subscribe(topic, arg)
+                yield from m.mqtt_subscribe_g(topic, arg)
             else:
-                m.mqtt_publish(topic, arg, 0)
+                yield from m.mqtt_publish_g(topic, arg, 0)
                 self.counters["qos0_sent"] += 1
         now = self.ticks()
         if self._delay and ticks_diff(now, self._up_since) >= self.stable_ms:
             self._delay = 0  # stable: the next failure starts the backoff from the bottom
-        self._flush()
+        if self._inflight or len(self.outbox):  # (no generator for an idle turn)
+            yield from self._flush_g()
         if self.state == UP and ticks_diff(self.ticks(), self._last_rx) >= self.status_ms:
             self.counters["status_checks"] += 1
-            status = m.mqtt_status()  # the module keeps the session alive; ask it
+            status = yield from m.mqtt_status_g()  # the module keeps the session alive; ask it
             if status != 1:
                 raise ModemError("MQTT status %d: session lost" % status, "link")
             self._last_rx = self.ticks()
 
-    def _flush(self):
+    def _flush_g(self):
         """Send queued QoS 1 messages in order until the outbox is empty or flush_ms is
         spent; each leaves the outbox only after its PUBACK. The PUBACK is not waited for
         inside a command: the publish ends at OK and its PUBACK comes as a URC, taken in by
@@ -347,6 +374,7 @@ class Link:
                 self._inflight = False
                 self.outbox.pop()  # only after PUBACK
                 self.counters["acked"] += 1
+                self._left_box(True)
                 self._last_rx = now
                 if ticks_diff(now, start) >= self.flush_ms:
                     break
@@ -358,15 +386,22 @@ class Link:
             self._inflight = True
             self._pubacks = m.pubacks
             try:
-                m.mqtt_publish(topic, payload, 1, False)
+                yield from m.mqtt_publish_g(topic, payload, 1, False)
             except ValueError as e:  # never sendable: do not block the queue behind it
                 self._inflight = False
                 self.outbox.pop()
                 self.counters["rejected"] += 1
+                self._left_box(False)
                 log.error(_TAG, "dropped a queued message for %s: %s", topic, e)
                 continue
             self._ack_due = ticks_add(self.ticks(), ACK_MS)
             m.poll()  # a PUBACK that came with the OK
+
+    def _left_box(self, acked):
+        """The outbox's head left it (every removal comes here, in order)."""
+        self.left += 1
+        if self.on_left:
+            self.on_left(self.left, acked)
 
     # ------------------------------------------------------------------ failures
     def _goto(self, state):
@@ -427,7 +462,10 @@ class Link:
         return d - self.rand(30) % (d // 4 + 1)
 
     def _fail(self, e):
-        """Pick the phase that repairs `e` and when to try it."""
+        run(self._fail_g(e), self._wait)
+
+    def _fail_g(self, e):
+        """Pick the phase that repairs `e` and when to try it (flight mode, a reset)."""
         kind, state, delay = self._classify(e)
         self._count(kind)
         self._dirty = True
@@ -461,35 +499,35 @@ class Link:
                 log.warn(_TAG, "module silent for %d s (%d tries): resetting it",
                          ticks_diff(now, self._silent_since) // 1000, self._no_answer)
                 self._no_answer = 0
-                self._reset_module(pin_only=True)
+                yield from self._reset_module_g(True)
         elif kind == "attach":
             if not self._flighted:  # flight mode first: the network often takes it back
                 self._flighted = True
                 state = ATTACH
-                self._flight_mode()
+                yield from self._flight_mode_g()
                 self._attach_deadline = ticks_add(self.ticks(), self.attach_ms)
             else:
                 self._flighted = False
-                self._reset_module()
+                yield from self._reset_module_g()
         self._goto(state)
         self._next = ticks_add(self.ticks(), delay)
 
-    def _flight_mode(self):
+    def _flight_mode_g(self):
         self.counters["flight_mode"] += 1
         try:
-            self.modem.at.cmd("AT+CFUN=4", timeout=10000)
-            self.modem.sleep(_FLIGHT_MS)  # the vendor's pause in flight mode
-            self.modem.at.cmd("AT+CFUN=1", timeout=10000)
+            yield from self.modem.at.cmd_g("AT+CFUN=4", timeout=10000)
+            yield from self.modem.sleep_g(_FLIGHT_MS)  # the vendor's pause in flight mode
+            yield from self.modem.at.cmd_g("AT+CFUN=1", timeout=10000)
         except Exception as e:  # a module that cannot even do this gets the reset next time
             log.error(_TAG, "flight mode failed: %s", log.err(e))
 
-    def _reset_module(self, pin_only=False):
+    def _reset_module_g(self, pin_only=False):
         self.counters["resets"] += 1
         try:
             if self.reset:
                 self.reset()
             elif not pin_only:
-                self.modem.at.cmd("AT+CFUN=1,1")  # software restart: RDY follows
+                yield from self.modem.at.cmd_g("AT+CFUN=1,1")  # software restart: RDY follows
         except Exception as e:
             log.error(_TAG, "reset failed: %s", log.err(e))
 

@@ -1,6 +1,6 @@
 # The one seam between MicroPython and CPython. Firmware modules import these names
 # from here and nowhere else: const, ticks_ms/ticks_diff/ticks_add, sleep_ms, hexlify,
-# copier, drop, MICROPYTHON, TICKS_PERIOD, TICKS_MAX_MS.
+# copier, drop, run, MICROPYTHON, TICKS_PERIOD, TICKS_MAX_MS.
 import sys
 
 MICROPYTHON = sys.implementation.name == "micropython"
@@ -73,3 +73,21 @@ def drop(name):
     mod = sys.modules.get(pkg)
     if mod is not None and attr in getattr(mod, "__dict__", ()):
         delattr(mod, attr)
+
+
+def run(g, wait):
+    """Drive the generator g to its end; return its return value. Every value it yields is
+    the ms it would wait for input: wait(ms) blocks that long (the sync API's side; the
+    asyncio front awaits instead). What wait() raises is thrown into g at its yield, so
+    the command's own clean-up and error handling run as if it had waited itself."""
+    try:
+        ms = next(g)
+        while True:
+            try:
+                wait(ms)
+            except BaseException as e:  # KeyboardInterrupt too: g's finally must run
+                ms = g.throw(e)
+                continue
+            ms = next(g)
+    except StopIteration as e:  # MicroPython and CPython: the return value is e.value
+        return e.value

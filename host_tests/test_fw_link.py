@@ -6,11 +6,12 @@
 import json
 import sys
 
-from fwtest import StubUART, capture_log
+from fwtest import StubUART, capture_log, generators
 
 from firmware import aliyun, log
 from firmware.air72x import Air72x
 from firmware.link import ATTACH, AUTH, MODULE, MQTT, UP, Link
+from firmware.port import run
 from firmware.errors import ATAbort, ATTimeout, ModemError
 
 PK, DN = "a1DemoPk001", "demo-device-1"
@@ -139,6 +140,11 @@ class FakeModem:
             self.on_message(t, p)
 
 
+generators(FakeAT, "cmd")
+generators(FakeModem, "ready", "attached", "bearer_open", "http_post", "mqtt_connect", "mqtt_subscribe",
+           "mqtt_publish", "mqtt_status", "mqtt_disconnect", "sleep")
+
+
 class Clock:
     def __init__(self):
         self.ms = 1000
@@ -211,12 +217,12 @@ def test_a_changed_identity_closes_the_module_session_first_and_a_clean_one_does
     assert m.names().count("mqtt_disconnect") == 1
     m.calls[:] = []
     link._goto(MQTT)  # reconnect with the same identity after a clean close: nothing to close
-    link._connect()
+    run(link._connect_g(), link._wait)
     assert m.names() == ["mqtt_connect", "mqtt_subscribe"]
     m.calls[:] = []
     link.cfg["device_name"] = "other-device"  # new credentials (e.g. after registration)
     link._goto(MQTT)
-    link._connect()
+    run(link._connect_g(), link._wait)
     assert m.names() == ["mqtt_disconnect", "mqtt_connect", "mqtt_subscribe"]
 
 

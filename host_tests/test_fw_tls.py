@@ -1,7 +1,7 @@
 # TLS that checks who the module talks to: the CA goes into the module's file system and
 # both SSL contexts verify with it (Air780 family), once per module boot; a family without
 # those commands is said once and connects unverified. Runs under CPython and MicroPython.
-from fwtest import StubUART, capture_log, release_log
+from fwtest import StubUART, capture_log, generators, release_log
 
 from firmware import aliyun
 from firmware.air72x import CA_FILE, Air72x
@@ -79,6 +79,9 @@ class _Modem:
         self.loads.append((name, pem))
         self.ca_loaded = name
         return True
+
+
+generators(_Modem, "load_ca")
 
 
 def _link(modem, **cfg):
