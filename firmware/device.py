@@ -174,12 +174,23 @@ class Device:
         """One turn of the link (connect, recover, send the outbox, take in downlinks) and of
         the thing model and NTP. Never raises; see docs/api.md for how long it may block."""
         self.link.step()
+        self.timers()
+
+    def timers(self):
+        """The thing model's and NTP's timers (step() runs them after the link's turn)."""
         if self.thing:
             self.thing.poll()
         if self.ntp:
             self.ntp.poll()
         if self.ota or self._trial:
             self._ota_step()
+
+    def aio(self, queue=16):
+        """The asyncio front over this Device (firmware/aio.py, loaded only here): awaited
+        publish, messages(), the supervisor as a task. See docs/api.md "asyncio"."""
+        from firmware.aio import AsyncDevice
+
+        return AsyncDevice(self, queue)
 
     def run(self, until=None, every=None):
         """step() in a loop (5 ms apart) until until() is true; every(): the caller's own

@@ -5,6 +5,9 @@
 # Usage: MICROPYPATH=<repo>:<repo>/host_tests micropython host_tests/mprun.py test_fw_at ...
 import sys
 
+if ".frozen" not in sys.path:  # MICROPYPATH replaces the unix port's path: its frozen asyncio too
+    sys.path.append(".frozen")
+
 
 def _trace(e):
     try:

@@ -84,13 +84,13 @@ class Firmware:
             env["MICROPYPATH"] = ".frozen"
         elif self.mpy_dir:
             cmd += ["-c", "import main"]
-            env["MICROPYPATH"] = self.mpy_dir
+            env["MICROPYPATH"] = self.mpy_dir + ":.frozen"  # .frozen: asyncio, as on a board
         elif self.flash:
             cmd += ["-c", FLASH_BOOT]
-            env["MICROPYPATH"] = "."
+            env["MICROPYPATH"] = ".:.frozen"
         else:
             cmd += [self.script or os.path.join(ROOT, "main.py")] + self.args
-            env["MICROPYPATH"] = ROOT
+            env["MICROPYPATH"] = ROOT + ":.frozen"
         self._cmd, self._env = cmd, env
         self._spawn()
         return self
