@@ -60,3 +60,19 @@ def test_thing_model_example_posts_applies_sets_and_answers_a_service(cloud):
         reply = env.cloud.wait_reply(PK, DN, rid, "toggle", timeout=20, since=env.mark)
         assert reply["code"] == 200 and reply["data"] == {"LightSwitch": 0}
         assert "Traceback" not in fw.text()
+
+
+def test_async_example_blinks_while_the_link_works_and_takes_commands(cloud):
+    with SimEnv(cloud=cloud, start_firmware=False) as env:
+        fw = env.run_firmware(script=example("async_blink.py"))
+        first = fw.wait_log("telemetry acked", timeout=40)  # the QoS 1 publish returned after its PUBACK
+        fw.wait_log("telemetry acked", timeout=20, since=fw.lines.index(first) + 1)
+        got = [m for m in uplinks(env, T.update) if "blinks" in m]
+        assert len(got) >= 2 and got[1]["blinks"] > got[0]["blinks"]  # the LED task ran meanwhile
+        cmd = "/%s/%s/user/cmd" % (PK, DN)
+        env.cloud.publish(cmd, json.dumps({"blink_ms": 100}), 1)
+        env.wait_uplink(lambda p: json.loads(p) == {"blink_ms": 100}, timeout=20)
+        fw.wait_log("blink 100", timeout=5)
+        env.cloud.publish(cmd, "not json", 1)
+        env.wait_uplink(lambda p: b"error" in p, timeout=20)
+        assert "Traceback" not in fw.text()

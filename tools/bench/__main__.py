@@ -18,6 +18,9 @@ of this folder:
                        reached the module, delivered to the app (each once, in order)
   journal  journal.py  the durable outbox's flash wear: bytes written per QoS 1 message
                        (append-only segments against rewriting the queue), under micropython
+  stall    stall.py    the asyncio front: how late a 10 ms ticker task runs while the link
+                       connects, recovers from CLOSED and publishes QoS 1 (unix port and
+                       the emulated Pico)
   board    board.py    on the emulated Pico (tools/board/, the real rp2 port): live heap
                        after boot and once connected, the peak between two collections,
                        bytes per message, where every KB goes, CPU against wire time
@@ -217,6 +220,12 @@ def journal_rows(j):
                yes(per < size + 100))
 
 
+def stall_rows(r):
+    from tools.bench.stall import rows  # the stall figures are that file's
+
+    return rows(r)
+
+
 def board_rows(b):
     from tools.bench.board import board_rows as rows  # the board's figures are that file's
 
@@ -226,7 +235,7 @@ def board_rows(b):
 # (benchmark, its name in an error row, its rows), in the table's order
 TABLE = (("board", "Board", board_rows), ("at", "Receive path", at_rows), ("memory", "Memory", memory_rows),
          ("wire", "Wire", wire_rows), ("connect", "Connect", connect_rows), ("sign", "Sign", sign_rows),
-         ("burst", "Burst", burst_rows), ("journal", "Journal", journal_rows))
+         ("burst", "Burst", burst_rows), ("journal", "Journal", journal_rows), ("stall", "Stall", stall_rows))
 
 
 def table(m, res):
@@ -301,6 +310,12 @@ def write_md(path, m, res, started, took):
         "- **Durable outbox** (tools/bench/journal.py, under micropython): 1,000 QoS 1 messages through "
         "firmware/outbox.py with a journal folder, 10 waiting for their PUBACK at any time; the bytes the journal "
         "hands to the file system per message, against writing the whole queue as one JSON file per change.",
+        "- **Stall** (tools/bench/stall.py): an asyncio app (Device().aio(), its supervisor as a task) beside a "
+        "ticker task that sleeps 10 ms in a loop; a phase's stall is the longest interval between two of the "
+        "ticker's turns less the 10 ms. Phases: power-up to connected, a CLOSED the virtual module sends (the "
+        "host injects it) until connected again, and QoS 1 publishes each awaited to its PUBACK. On the unix "
+        "port from source against the virtual module with a real module's reply delays (connect.py), and on the "
+        "emulated Pico (.mpy from its flash).",
         "- **Board** (tools/bench/board.py): the firmware deployed with `make deploy PORT=socket://...` onto the "
         "emulated Pico (MicroPython v1.28.0, RPI_PICO; tools/board/), measured on the board itself from its raw "
         "REPL: gc.mem_alloc() after gc.collect() per step, the GC off over a step for what it allocates, and the "
@@ -333,7 +348,7 @@ def write_md(path, m, res, started, took):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
-    ap.add_argument("--only", default="at,sign,wire,connect,memory,burst,journal,board")
+    ap.add_argument("--only", default="at,sign,wire,connect,memory,burst,journal,stall,board")
     ap.add_argument("--quick", action="store_true", help="fewer messages and runs (a smoke run)")
     ap.add_argument("--json", help="also write every figure here")
     a = ap.parse_args(argv)
@@ -359,6 +374,8 @@ def main(argv=None):
             res[name] = run_json(name, q, 900)
         elif name == "board":
             res[name] = run_json(name, q, 2400)
+        elif name == "stall":
+            res[name] = run_json(name, q, 1800)
         print("bench: %s done in %.0f s" % (name, time.monotonic() - t), flush=True)
     took = time.monotonic() - t0
     write_md(a.out, m, res, started, took)
