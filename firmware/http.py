@@ -1,7 +1,7 @@
-# HTTP POST through the module (AT+HTTPINIT ... AT+HTTPTERM): the seed's auth request and
-# dynamic registration. A module of its own so that devices on the direct MQTT flow never
-# load it. HTTPTERM always follows, also after a failure (not after a cancelled asyncio task:
-# then the next post's HTTPINIT fails and ends that session first).
+# HTTP through the module (AT+HTTPINIT ... AT+HTTPTERM): the POST of the seed's auth request
+# and of dynamic registration, the ranged GET of an OTA download. A module of its own so that
+# devices on the direct MQTT flow never load it. HTTPTERM always follows, also after a
+# failure (_session_g).
 from firmware import log
 from firmware.at import escape, ints, quoted
 from firmware.errors import ATError, ModemError
@@ -33,38 +33,22 @@ def post_g(modem, url, body, content_type):
     except ATError:  # a previous session was left open: close it and start again
         yield from _term_g(at)
         yield from at.cmd_g("AT+HTTPINIT")
-    try:
-        yield from at.cmd_g('AT+HTTPPARA="URL","%s"' % url)
-        header = escape(("Content-Type: " + content_type).encode()).decode()
-        yield from at.cmd_g('AT+HTTPPARA="USER_DEFINED","%s"' % header)
-        yield from at.cmd_g("AT+HTTPDATA=%d,20000" % len(body), data=body, timeout=25000)
-        yield from at.cmd_g("AT+HTTPACTION=1", then=(b"+HTTPACTION",), timeout=_HTTP_MS)
-        v = ints(at.final)
-        if len(v) < 3 or v[1] is None:
-            raise ModemError("HTTPACTION answer unreadable (%d bytes)" % len(at.final), "connect")
-        status, length = v[1], v[2] or 0
-        if status in STATUS or status >= 600:
-            raise ModemError("HTTP request failed in the module: %d %s" % (status, STATUS.get(status, "")), "connect")
-        data = b""
-        if length:
-            yield from at.cmd_g("AT+HTTPREAD", info=b"+HTTPREAD", timeout=_HTTP_MS)
-            data = at.payload or b""
-            if len(data) != length:
-                raise ModemError("HTTP %d: HTTPREAD gave %d of %d bytes" % (status, len(data), length), "connect")
-    except GeneratorExit:  # a cancelled task: nothing can be sent now (the next post's
-        raise  # HTTPINIT fails and ends this session first)
-    except BaseException:
-        yield from _term_g(at)
-        raise
-    yield from _term_g(at)
-    return status, data
+    return (yield from _session_g(at, _post_g(at, url, body, content_type)))
 
 
-def _term_g(at):
-    try:
-        yield from at.cmd_g("AT+HTTPTERM")
-    except ModemError as e:
-        log.debug(_TAG, "HTTPTERM: %s", e)
+def _post_g(at, url, body, content_type):
+    yield from at.cmd_g('AT+HTTPPARA="URL","%s"' % url)
+    header = escape(("Content-Type: " + content_type).encode()).decode()
+    yield from at.cmd_g('AT+HTTPPARA="USER_DEFINED","%s"' % header)
+    yield from at.cmd_g("AT+HTTPDATA=%d,20000" % len(body), data=body, timeout=25000)
+    yield from at.cmd_g("AT+HTTPACTION=1", then=(b"+HTTPACTION",), timeout=_HTTP_MS)
+    v = ints(at.final)
+    if len(v) < 3 or v[1] is None:
+        raise ModemError("HTTPACTION answer unreadable (%d bytes)" % len(at.final), "connect")
+    status, length = v[1], v[2] or 0
+    if status in STATUS or status >= 600:
+        raise ModemError("HTTP request failed in the module: %d %s" % (status, STATUS.get(status, "")), "connect")
+    return status, (yield from _read_g(at, status, length)) if length else b""
 
 
 def get_range(modem, url, start, end):
@@ -72,24 +56,55 @@ def get_range(modem, url, start, end):
     AT+HTTPPARA "BREAK" / "BREAKEND", the module's resumable download (docs/ota.md says why
     not AT+HTTPREAD=<start>,<len>). Returns (status, bytes): 206 for a part, 200 when the
     server sent the whole file; ModemError when the module could not make the request."""
+    return modem.at.run(get_range_g(modem, url, start, end))
+
+
+def get_range_g(modem, url, start, end):
+    """get_range() as a generator of the engine."""
     at = modem.at
     url = quoted("url", url)
-    _term(at)  # a session left open by an interrupted chunk would make HTTPINIT fail
-    at.cmd("AT+HTTPINIT")
+    yield from _term_g(at)  # a session left open by an interrupted chunk would make HTTPINIT fail
+    yield from at.cmd_g("AT+HTTPINIT")
+    return (yield from _session_g(at, _get_g(at, url, start, end)))
+
+
+def _get_g(at, url, start, end):
+    for para in ('"URL","%s"' % url, '"BREAK",%d' % start, '"BREAKEND",%d' % end):
+        yield from at.cmd_g("AT+HTTPPARA=" + para)
+    yield from at.cmd_g("AT+HTTPACTION=0", then=(b"+HTTPACTION",), timeout=_HTTP_MS)
+    v = ints(at.final)
+    status = v[1] if len(v) > 2 else None
+    if status is None or status >= 600:
+        raise ModemError("GET failed in the module: %s %s" % (status, STATUS.get(status or 0, "")), "connect")
+    return status, (yield from _read_g(at, status, v[2])) if v[2] else b""
+
+
+def _read_g(at, status, length):
+    """The answer's `length` bytes (AT+HTTPREAD), or a ModemError when fewer came."""
+    yield from at.cmd_g("AT+HTTPREAD", info=b"+HTTPREAD", timeout=_HTTP_MS)
+    data = at.payload or b""
+    if len(data) != length:
+        raise ModemError("HTTP %d: HTTPREAD gave %d of %d bytes" % (status, len(data), length), "connect")
+    return data
+
+
+def _session_g(at, g):
+    """Run g, the requests of one HTTP session, and end it with HTTPTERM whatever happens;
+    but not when a cancelled asyncio task closes it (nothing can be sent then: the next
+    session's HTTPINIT finds it open and ends it first)."""
     try:
-        for para in ('"URL","%s"' % url, '"BREAK",%d' % start, '"BREAKEND",%d' % end):
-            at.cmd("AT+HTTPPARA=" + para)
-        at.cmd("AT+HTTPACTION=0", then=(b"+HTTPACTION",), timeout=_HTTP_MS)
-        v = ints(at.final)
-        status = v[1] if len(v) > 2 else None
-        if status is None or status >= 600:
-            raise ModemError("GET failed in the module: %s %s" % (status, STATUS.get(status or 0, "")), "connect")
-        if not v[2]:
-            return status, b""
-        at.cmd("AT+HTTPREAD", info=b"+HTTPREAD", timeout=_HTTP_MS)
-        data = at.payload or b""
-        if len(data) != v[2]:
-            raise ModemError("HTTP %d: HTTPREAD gave %d of %d bytes" % (status, len(data), v[2]), "connect")
-        return status, data
-    finally:
-        _term(at)
+        result = yield from g
+    except GeneratorExit:
+        raise
+    except BaseException:
+        yield from _term_g(at)
+        raise
+    yield from _term_g(at)
+    return result
+
+
+def _term_g(at):
+    try:
+        yield from at.cmd_g("AT+HTTPTERM")
+    except ModemError as e:
+        log.debug(_TAG, "HTTPTERM: %s", e)

@@ -202,7 +202,7 @@ def test_the_supervisor_connects_while_a_ticker_keeps_running():
     dev, uart = device(up=False, tls=False)
     link, m = dev.dev.link, dev.dev.modem
     cid, user, password, host, port = aliyun.credentials(m, dev.dev.cfg)
-    sub = b'AT+MSUB="' + (BASE + "user/get").encode() + b'",0\r'
+    subs = [b'AT+MSUB="%s",%d\r' % (t.encode(), q) for t, q in link.subscriptions]  # user/get, OTA
     uart.script = [
         (b"AT+MDISCONNECT\r", [SILENCE, OK]),
         (b"AT+MIPCLOSE\r", [SILENCE, OK]),
@@ -210,8 +210,7 @@ def test_the_supervisor_connects_while_a_ticker_keeps_running():
         (('AT+MIPSTART="%s",%d\r' % (host, port)).encode(), [OK, SILENCE, b"\r\nCONNECT OK\r\n"]),
         (b"AT+MCONNECT=1,300\r", [OK, SILENCE, b"\r\nCONNACK OK\r\n"]),
         (b"AT+MQTTMSGSET=0\r", [SILENCE, OK]),
-        (sub, [OK, SILENCE, b"\r\nSUBACK\r\n"]),
-    ]
+    ] + [(sub, [OK, SILENCE, b"\r\nSUBACK\r\n"]) for sub in subs]
     commands = len(uart.script)
     link.state = MQTT
     m.bearer_up = True
@@ -231,7 +230,7 @@ def test_the_supervisor_connects_while_a_ticker_keeps_running():
 
     go(main())
     assert seen["state"] == UP and uart.done()
-    assert bytes(uart.written).endswith(b"AT+MQTTMSGSET=0\r" + sub)
+    assert bytes(uart.written).endswith(b"AT+MQTTMSGSET=0\r" + b"".join(subs))
     assert seen["ticks"] >= commands * SILENCE // 2  # it ran through every silence of the connect
     assert dev.stats()["faults"] == {}
 
