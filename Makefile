@@ -130,6 +130,10 @@ deploy: $(STAMP) ## compile and copy the firmware + config to a board (PORT=/dev
 package: ## regenerate package.json (mip) after adding or removing a firmware module
 	$(PY_SYS) -m tools.deploy --package-json
 
+.PHONY: ota-package
+ota-package: $(STAMP) ## an over-the-air update package of this tree (VERSION=1.3.0, OTA_OPTS="--base OLD.bin"): docs/ota.md
+	$(BIN)/python -m tools.ota_package $(if $(VERSION),--version $(VERSION)) $(OTA_OPTS)
+
 repl: $(STAMP) ## the board's REPL (PORT=...)
 	@test -n "$(PORT)" || { echo "usage: make repl PORT=/dev/ttyUSB0"; exit 2; }
 	$(BIN)/mpremote connect $(PORT) $(MPREMOTE_OPTS) repl

@@ -8,7 +8,6 @@
 # and its version refused afterwards.
 import json
 import os
-import shutil
 import time
 
 import pytest
@@ -21,17 +20,15 @@ from tools.ota_package import build
 PK, DN = DEMO["productKey"], DEMO["deviceName"]
 T = Topics(PK, DN)
 CHUNK = 2048  # firmware/ota.py CHUNK
+BAD_MAIN = b"raise RuntimeError('bad firmware 9.0.0')\n"
 
 
 @pytest.fixture(scope="module")
 def packages(tmp_path_factory):
     d = tmp_path_factory.mktemp("ota")
     good = build(str(d / "good.bin"), "1.3.0")[0]
-    tree = d / "bad-tree"  # the same firmware with a main.py that fails at once
-    shutil.copytree(os.path.join(os.path.dirname(os.path.dirname(__file__)), "firmware"), tree / "firmware",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (tree / "main.py").write_text("raise RuntimeError('bad firmware 9.0.0')\n")
-    bad = build(str(d / "bad.bin"), "9.0.0", root=str(tree))[0]
+    # the same firmware with a main.py that fails at once
+    bad = build(str(d / "bad.bin"), "9.0.0", replace={"main.py": BAD_MAIN})[0]
     return {"good": good, "bad": bad}
 
 

@@ -8,7 +8,9 @@ the module sees it, proves a round trip (an uplink seen at the cloud, a console 
 printed by the firmware), then the thing model: the OTA version inform, NTP time, a property
 post answered by the platform and a property set answered by the device; then the device
 shadow (a desired state set from the console, applied and reported) and an RRPC call
-answered (examples/shadow_rrpc.py), and prints a summary. Exit 0 when every flow passed; otherwise 1
+answered (examples/shadow_rrpc.py); then an over-the-air update (docs/ota.md) of the firmware
+on a virtual board's flash: a package of this tree as 1.3.0 applied, and a broken 9.0.0 rolled
+back. It prints a summary. Exit 0 when every part passed; otherwise 1
 with the failing step named. Nothing is left running.
 """
 import argparse
@@ -16,9 +18,12 @@ import json
 import sys
 import time
 
+from firmware import __version__
 from firmware.aliyun import Topics
 from tools.cloud.api import LocalCloud
-from tools.harness.env import SimEnv
+from tools.harness.env import DEMO, SimEnv
+
+DEMO_PK, DEMO_DN = DEMO["productKey"], DEMO["deviceName"]
 
 # (command prefix, step name) in the order of the seed walkthrough (the Chinese guide the
 # project started from: autobaud, attach, HTTP auth, MQTT, application data)
@@ -179,6 +184,60 @@ def run_flow(flow, cloud, verbose):
     return result
 
 
+def ota_demo(cloud, verbose):
+    """An update and a rollback, the firmware running from a board's flash (boot.py first)."""
+    import tempfile
+
+    from tools.ota_package import build
+
+    result = {"flow": "ota"}
+    echo = (lambda line: print("      | " + line)) if verbose else None
+    tmp = tempfile.mkdtemp(prefix="ota-demo-")
+    good = build(tmp + "/good.bin", "1.3.0")[0]
+    bad = build(tmp + "/bad.bin", "9.0.0", replace={"main.py": b"raise RuntimeError('broken firmware 9.0.0')\n"})[0]
+    t = Topics(DEMO_PK, DEMO_DN)
+    with SimEnv(cloud=cloud, flash=True, boots=5, echo=echo, cfg={"ota_boots": 2}) as env:
+        fw = env.firmware
+
+        def shown(since):
+            for step, desc in cloud.ota_progress(DEMO_PK, DEMO_DN, since):
+                print("  progress           %4d  %s" % (step, desc))
+
+        def version(v, since, timeout=120):
+            _, payload, _ = cloud.wait_uplink(lambda tp, p: tp == t.ota_inform and json.loads(p)["params"]["version"] == v,
+                                              timeout, since)
+            print("  OTA version inform %s %s" % (t.ota_inform, payload.decode()))
+
+        try:
+            fw.wait_log("link: mqtt -> up", timeout=45)
+            mark = len(cloud.uplinks())
+            version(__version__, env.mark)
+            started = time.monotonic()
+            staged = cloud.ota_job(DEMO_PK, DEMO_DN, good)
+            print("  job                %s: %s, %d bytes, sha256 %s..." % (
+                t.ota_upgrade, staged["version"], staged["size"], staged["sha256"][:16]))
+            cloud.wait_uplink(lambda tp, p: tp == t.ota_progress and b'"100"' in p, 120, mark)
+            shown(mark)
+            version("1.3.0", mark)
+            mark = len(cloud.uplinks())
+            gets = cloud.ota_served()
+            print("  served             %d ranged GETs (HTTPPARA BREAK/BREAKEND), %d bytes; reset, boot.py swapped "
+                  "firmware.new -> firmware in %.1f s" % (len(gets), sum(g["bytes"] for g in gets), time.monotonic() - started))
+            result["update_s"] = time.monotonic() - started
+            before = mark
+            cloud.ota_job(DEMO_PK, DEMO_DN, bad)
+            print("  job                %s: 9.0.0, whose main.py fails at once" % t.ota_upgrade)
+            fw.wait_log("broken firmware 9.0.0", timeout=120)
+            print("  new firmware       fails on boot: %d boots allowed (ota_boots)" % 2)
+            cloud.wait_uplink(lambda tp, p: tp == t.ota_progress and b'"-1"' in p, 120, mark)
+            shown(mark)  # the download's reports, then the rollback's
+            version("1.3.0", before)
+            result["rolled_back"] = True
+        except Exception as e:
+            result["error"] = "ota failed: %r\n%s" % (e, "\n".join(fw.lines[-15:]))
+    return result
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--flow", choices=("mqtt", "http", "both"), default="both")
@@ -197,6 +256,10 @@ def main():
         results.append(shadow_rrpc(cloud, args.verbose))
         if "error" in results[-1]:
             print("  FAILED: " + results[-1]["error"])
+        print("\n== over-the-air update: the firmware on a virtual board's flash, boot.py then main.py ==")
+        ota = ota_demo(cloud, args.verbose)
+        if "error" in ota:
+            print("  FAILED: " + ota["error"])
     print("\nsummary")
     print("  %-6s %-10s %-12s %s" % ("flow", "connected", "AT commands", "round trip"))
     for r in results:
@@ -205,7 +268,8 @@ def main():
             r["flow"], "%.1f s" % r["connected_s"] if "connected_s" in r else "-",
             r.get("at_commands", "-"), ("ok (desired applied + reported, RRPC answered)" if r["flow"] == "shadow"
                                         else "ok (uplink + downlink, property post + set)") if ok else "FAILED"))
-    failed = [r for r in results if "error" in r]
+    print("  %-6s %s" % ("ota", "FAILED" if "error" in ota else "1.3.0 applied in %.1f s, 9.0.0 rolled back" % ota["update_s"]))
+    failed = [r for r in results + [ota] if "error" in r]
     for r in failed:
         print("\n" + r["error"])
     return 1 if failed else 0
