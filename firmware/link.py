@@ -183,6 +183,8 @@ class Link:
         False if the outbox refused it (policy refuse_new, counted and logged).
         QoS 0: sent now if the link is up; False (counted) if it is not or the send failed.
         With self.defer (the asyncio front), a QoS 0 message is sent by the next step."""
+        if qos == 1:  # only queued: no generator to run (check_publish refuses True and 1.0)
+            return self._queue(*self.modem.check_publish(topic, payload, qos))
         return run(self.publish_g(topic, payload, qos, self.defer), self._wait)
 
     def publish_g(self, topic, payload, qos=0, defer=False):
@@ -190,15 +192,7 @@ class Link:
         step instead of sending it now."""
         topic, payload = self.modem.check_publish(topic, payload, qos)  # TypeError / ValueError
         if qos:
-            before = self.outbox.dropped
-            ok = self.outbox.put(topic, payload)
-            dropped = self.outbox.dropped - before
-            self.counters["dropped"] += dropped
-            if ok:
-                self.counters["queued"] += 1
-                if dropped:  # drop_oldest: the head made room
-                    self._left_box(False)
-            return ok
+            return self._queue(topic, payload)
         if self.state != UP:
             self.counters["qos0_dropped"] += 1
             log.warn(_TAG, "link %s: QoS 0 message for %s not sent", self.state, topic)
@@ -220,6 +214,17 @@ class Link:
             self.counters["qos0_dropped"] += 1
             yield from self._fail_g(e)
             return False
+
+    def _queue(self, topic, payload):
+        before = self.outbox.dropped
+        ok = self.outbox.put(topic, payload)
+        dropped = self.outbox.dropped - before
+        self.counters["dropped"] += dropped
+        if ok:
+            self.counters["queued"] += 1
+            if dropped:  # drop_oldest: the head made room
+                self._left_box(False)
+        return ok
 
     def subscribe(self, topic, qos=0):
         """Subscribe now (if up) and again after every reconnect."""

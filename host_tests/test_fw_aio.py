@@ -254,3 +254,25 @@ def test_a_cancelled_command_frees_the_engine():
 def test_queue_size_is_checked():
     dev, _ = device()
     assert "queue" in str(raises(ValueError, aio.AsyncDevice, dev.dev, 0))
+
+
+def test_the_sync_wait_raising_is_thrown_into_the_command_which_cleans_up():
+    from firmware.at import AT
+    from firmware.port import run
+
+    uart = StubUART([(b"AT+CSQ\r", [100, b"\r\n+CSQ: 20,99\r\n\r\nOK\r\n"])])
+    at = AT(uart)
+
+    def interrupted(ms):
+        raise KeyboardInterrupt()
+
+    at.sleep = interrupted  # Ctrl-C while the command waits
+    raises(KeyboardInterrupt, at.cmd, "AT+CSQ", info=b"+CSQ")
+    assert not at.busy()  # the command's own finally ran: the engine takes the next one
+    got = []
+
+    def g():
+        got.append((yield 7))
+        return "done"
+
+    assert run(g(), lambda ms: got.append(ms)) == "done" and got == [7, None]
