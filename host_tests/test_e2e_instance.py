@@ -45,3 +45,18 @@ def test_local_auth_server_names_the_instance_mqtt_host():
         "host": "pk1.iot-as-mqtt.cn-shanghai.aliyuncs.com", "port": 1883}
     assert mqtt_resource(St, "pk1", "auth.iothub.aliyuncs.com")["host"] == "pk1.iot-as-mqtt.cn-shanghai.aliyuncs.com"
     assert mqtt_resource(St, "pk1", None)["host"] == "pk1.iot-as-mqtt.cn-shanghai.aliyuncs.com"
+
+
+def test_https_registration_goes_to_the_instance_auth_host(cloud):
+    import time
+
+    dn = "inst-%d" % (time.time() * 1000)
+    device = {"productKey": "a1DynRegPk1", "deviceName": dn, "deviceSecret": None}
+    cfg = {"product_secret": "DynRegProductSecret00000000000001", "instance_id": IID}
+    with SimEnv(cloud=cloud, device=device, cfg=cfg, personality="air780e") as env:
+        env.firmware.wait_log("register: registered: DeviceSecret stored in secret.json", timeout=30)
+        env.firmware.wait_log("link: mqtt -> up", timeout=30)
+        cmds = env.vm.commands
+        assert 'AT+HTTPPARA="URL","https://%s/auth/register/device"' % AUTH in cmds
+        assert 'AT+SSLMIPSTART="%s",1883' % MQTT in cmds
+        assert [(h[2], h[3]) for h in env.vm.handshakes if h[1] == AUTH] == [(True, None)]

@@ -329,7 +329,8 @@ def romfs_floor(cloud, mpy_dir, flow, floor, step, n, interval, tried):
 
 # loaded only when a device needs them (or dropped after boot): not part of the default app
 ON_DEMAND = ("firmware.config", "firmware.thing", "firmware.register", "firmware.http", "firmware.auth",
-             "firmware.digest", "firmware.serial_uart", "firmware.diag", "firmware.aio")
+             "firmware.digest", "firmware.serial_uart", "firmware.diag", "firmware.aio", "firmware.shadow",
+             "firmware.rrpc")
 
 
 def import_order(mod="firmware.app", seen=None, entered=None):
