@@ -51,8 +51,8 @@ HINTS = {
     "attach": "not attached to the packet network: check the data plan, the antenna and " + APN_HINT,
     "bearer": "the bearer did not open: " + APN_HINT,
     "auth": "the auth server refused the device: check product_key, device_name, "
-            "device_secret, sign_method and region in config.json",
-    "connect": "no TCP/TLS connection to the MQTT server: check mqtt_host/region, mqtt_port, "
+            "device_secret, sign_method and region (or instance_id) in config.json",
+    "connect": "no TCP/TLS connection to the MQTT server: check instance_id/mqtt_host/region, mqtt_port, "
                "\"tls\" (true: SSLMIPSTART), DNS, and that the bearer is up",
     "refused": "the server refused the MQTT CONNECT: check product_key, device_name, "
                "device_secret, sign_method, client_id, and that the device is enabled in the console",
