@@ -88,7 +88,7 @@ class Rrpc:
 
     def _publish(self, mid, topic, answer, took):
         if not self.link.publish(topic, answer, 0):  # QoS 0, as the platform takes it
-            log.warn(_TAG, "request %s: answer not sent (link down)", mid)
+            log.warn(_TAG, "request %s: answer not sent (the link is down or has too many waiting)", mid)
             return False
         log.info(_TAG, "request %s: answer sent (handler %d ms)", mid, took)
         return True

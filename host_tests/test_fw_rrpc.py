@@ -155,3 +155,12 @@ def test_through_the_link_inside_another_commands_wait_the_next_step_sends_it():
         link.step()  # the next step (5 ms later in the device's loop): sent first thing
     assert m.published[before:] == ["pong"] and link._later == []
 
+
+
+def test_an_answer_the_link_refuses_is_logged_not_counted_as_answered():
+    link, rpc = make_rpc(lambda p: b"pong")
+    link.accept = False  # down, or too many QoS 0 messages already waiting for the module
+    with logged() as lines:
+        assert rpc.handle(REQ + MID, b"ping") is True
+    assert rpc.counters["answered"] == 0 and link.published == [(RESP + MID, b"pong", 0)]
+    assert any("answer not sent (the link is down or has too many waiting)" in line for line in lines)
