@@ -107,6 +107,14 @@ def test_device_without_pre_registration_gets_a_token_and_logs_in_with_it(regclo
         assert "register:" not in fw.text()
         assert mconfigs(env, mark) == [login]
 
+        # a token the platform does not know (revoked): the login is refused, not taken for the pair
+        saved["device_token"] = "RevokedToken00000000000000000001"
+        with open(os.path.join(env.workdir, "secret.json"), "w") as f:
+            json.dump(saved, f)
+        mark, fw = restart(env)
+        fw.wait_log("link: refused in mqtt", timeout=30)
+        assert "link: mqtt -> up" not in fw.text() and not cloud_device(regcloud, dn)["online"]
+
 
 def test_a_wrong_product_secret_is_refused_and_explained(regcloud):
     with env_for(regcloud, "nwl-wrong-1", "mqtt_nwl", product_secret="WrongProductSecret000000000000001") as env:
