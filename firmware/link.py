@@ -32,8 +32,8 @@
 #   attach  CGATT? 5 s, or the bearer: 2 x 5 s + SAPBR=1,1 30 s + SAPBR=2,1 5 s = 45 s
 #   auth    HTTPINIT..HTTPTERM: 5+5+5+25 + HTTPACTION 60 + HTTPREAD 60 + 5 = 165 s
 #   mqtt    MDISCONNECT/MIPCLOSE 10 s + MCONFIG 5 + MIPSTART 30 + MCONNECT 15 + MQTTMSGSET 5
-#           + 15 s per subscription = 95 s with the default two (user/get, the NTP
-#           response), 140 s with the thing model's five
+#           + 15 s per subscription = 110 s with the default three (user/get, the NTP
+#           response, the OTA jobs), 155 s with the thing model's six
 # STEP_BOUND_MS is that worst case (the auth phase). In practice a phase takes what the
 # network takes (a few seconds). Every wait inside feeds the watchdog (at.idle = feed),
 # so wdt_ms only has to cover the app's own work between two feeds, not a phase.
