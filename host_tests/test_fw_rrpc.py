@@ -164,3 +164,16 @@ def test_an_answer_the_link_refuses_is_logged_not_counted_as_answered():
         assert rpc.handle(REQ + MID, b"ping") is True
     assert rpc.counters["answered"] == 0 and link.published == [(RESP + MID, b"pong", 0)]
     assert any("answer not sent (the link is down or has too many waiting)" in line for line in lines)
+
+
+def test_with_the_asyncio_front_the_next_step_sends_it():
+    link, m, clock = make()
+    up(link, clock)
+    link.defer = True  # what Device.aio() sets: QoS 0 from handlers waits for the supervisor's step
+    rpc = Rrpc(link, link.topics, lambda p: b"pong")
+    link.on_message = rpc.handle
+    before = len(m.published)
+    m.inbox.append((REQ + MID, b"ping"))
+    with logged():
+        link.step()  # takes the request in (the answer waits in _later), then sends what waits
+    assert m.published[before:] == [b"pong"] and link._later == []
