@@ -21,6 +21,8 @@ of this folder:
   stall    stall.py    the asyncio front: how late a 10 ms ticker task runs while the link
                        connects, recovers from CLOSED and publishes QoS 1 (unix port and
                        the emulated Pico)
+  rrpc     rrpc.py     RRPC answer time at the caller, idle and while publishing QoS 1
+                       back to back, against the platform's 8 s
   board    board.py    on the emulated Pico (tools/board/, the real rp2 port): live heap
                        after boot and once connected, the peak between two collections,
                        bytes per message, where every KB goes, CPU against wire time
@@ -226,6 +228,12 @@ def stall_rows(r):
     return rows(r)
 
 
+def rrpc_rows(r):
+    from tools.bench.rrpc import rows  # the RRPC figures are that file's
+
+    return rows(r)
+
+
 def board_rows(b):
     from tools.bench.board import board_rows as rows  # the board's figures are that file's
 
@@ -235,7 +243,8 @@ def board_rows(b):
 # (benchmark, its name in an error row, its rows), in the table's order
 TABLE = (("board", "Board", board_rows), ("at", "Receive path", at_rows), ("memory", "Memory", memory_rows),
          ("wire", "Wire", wire_rows), ("connect", "Connect", connect_rows), ("sign", "Sign", sign_rows),
-         ("burst", "Burst", burst_rows), ("journal", "Journal", journal_rows), ("stall", "Stall", stall_rows))
+         ("burst", "Burst", burst_rows), ("journal", "Journal", journal_rows), ("stall", "Stall", stall_rows),
+         ("rrpc", "RRPC", rrpc_rows))
 
 
 def table(m, res):
@@ -348,7 +357,7 @@ def write_md(path, m, res, started, took):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
-    ap.add_argument("--only", default="at,sign,wire,connect,memory,burst,journal,stall,board")
+    ap.add_argument("--only", default="at,sign,wire,connect,memory,burst,journal,stall,rrpc,board")
     ap.add_argument("--quick", action="store_true", help="fewer messages and runs (a smoke run)")
     ap.add_argument("--json", help="also write every figure here")
     a = ap.parse_args(argv)
@@ -370,7 +379,7 @@ def main(argv=None):
         elif name == "journal":
             res[name] = run_journal(a.quick)
             print(res[name]["output"])
-        elif name in ("memory", "wire", "connect", "burst"):
+        elif name in ("memory", "wire", "connect", "burst", "rrpc"):
             res[name] = run_json(name, q, 900)
         elif name == "board":
             res[name] = run_json(name, q, 2400)
