@@ -138,6 +138,8 @@ class Device:
             from firmware.shadow import Shadow
 
             self._shadow = Shadow(self.link, self.topics)
+            if self.link.up:  # first used while connected: read the document now
+                self._shadow.get()
         return self._shadow
 
     @property

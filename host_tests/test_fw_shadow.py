@@ -281,3 +281,22 @@ def test_the_device_loads_shadow_and_rrpc_only_when_used():
         dev._on_message("/sys/%s/%s/rrpc/request/77" % (c["product_key"], c["device_name"]), b"q")
         dev._on_message("/shadow/get/%s/%s" % (c["product_key"], c["device_name"]), control(3, {"a": 1}))
     assert dev._rrpc.counters["requests"] == 1 and dev.shadow.version == 3 and dev.shadow.desired == {"a": 1}
+
+
+def test_first_used_while_up_the_device_reads_the_document_at_once():
+    from fwtest import StubUART
+
+    from firmware import app
+    from firmware.device import Device
+    from firmware.link import UP
+
+    c = app.load_config("config.example.json")
+    c["uart"] = {"url": "socket://127.0.0.1:1"}
+    dev = Device(dict(c), uart=StubUART())
+    dev.link.state = UP  # as if connected
+    got = []
+    dev.link.publish = lambda topic, payload, qos=0: got.append((topic, payload, qos)) or True
+    dev.link.subscribe = lambda topic, qos=0: None
+    sh = dev.shadow
+    assert got == [("/shadow/update/%s/%s" % (c["product_key"], c["device_name"]), '{"method":"get"}', 1)]
+    assert dev.shadow is sh and len(got) == 1  # only on first use
