@@ -98,6 +98,19 @@ def test_refusals_reported_on_the_progress_topic():
         fl.close()
 
 
+def _patch(fake):
+    """http.get_range replaced by `fake` in the module firmware/ota.py will import now (an
+    earlier test may have dropped and re-imported firmware.http); returns the restorer."""
+    from firmware import http
+
+    real = http.get_range
+    http.get_range = fake
+
+    def restore():
+        http.get_range = real
+    return restore
+
+
 def _serve(data, fail=()):
     """A stand-in for http.get_range over `data`; chunk numbers in `fail` raise as a lost link does."""
     calls = []
@@ -131,9 +144,9 @@ def test_download_resume_verify_and_stage():
     http = _http()  # before Flash(), which makes a flash folder the working directory
     fl = Flash()
     link = Link()
-    real = http.get_range
+    fake, calls = _serve(PKG, fail=(2,))
+    restore = _patch(fake)
     try:
-        http.get_range, calls = _serve(PKG, fail=(2,))
         o = ota.Ota(link, T, {"ota_boots": 2})
         assert o.handle(T.ota_upgrade, json.dumps(job()))
         o.poll()  # chunk 1
@@ -161,7 +174,7 @@ def test_download_resume_verify_and_stage():
         assert steps[-1] == 100 and steps == sorted(steps) and all(0 < s <= 100 for s in steps)
         assert o.handle(T.ota_upgrade, json.dumps(job())) is True and len(link.reports()) == len(steps)  # same job: nothing new
     finally:
-        http.get_range = real
+        restore()
         fl.close()
 
 
@@ -169,11 +182,11 @@ def test_corrupted_download_refused_nothing_staged():
     http = _http()  # before Flash(), which makes a flash folder the working directory
     fl = Flash()
     link = Link()
-    real = http.get_range
+    bad = bytearray(PKG)
+    bad[100] ^= 0xFF
+    fake, calls = _serve(bytes(bad))
+    restore = _patch(fake)
     try:
-        bad = bytearray(PKG)
-        bad[100] ^= 0xFF
-        http.get_range, calls = _serve(bytes(bad))
         o = ota.Ota(link, T, {})
         o.handle(T.ota_upgrade, json.dumps(job()))
         _run(o, calls)
@@ -183,7 +196,7 @@ def test_corrupted_download_refused_nothing_staged():
             assert not update.exists(p), p
         assert update.boot() is None and read_old()  # nothing to apply, the old firmware stays
     finally:
-        http.get_range = real
+        restore()
         fl.close()
 
 
@@ -196,9 +209,9 @@ def test_download_given_up_after_repeated_failures():
     http = _http()  # before Flash(), which makes a flash folder the working directory
     fl = Flash()
     link = Link()
-    real = http.get_range
+    fake, calls = _serve(PKG, fail=range(1, 100))
+    restore = _patch(fake)
     try:
-        http.get_range, calls = _serve(PKG, fail=range(1, 100))
         o = ota.Ota(link, T, {})
         o.handle(T.ota_upgrade, json.dumps(job()))
         _run(o, calls)
@@ -207,7 +220,7 @@ def test_download_given_up_after_repeated_failures():
         assert step == -2 and "601 network error" in desc
         assert not update.exists(update.PKG) and not update.exists(ota.JOB)
     finally:
-        http.get_range = real
+        restore()
         fl.close()
 
 
@@ -215,18 +228,17 @@ def test_server_ignoring_the_range_is_a_failed_chunk():
     http = _http()  # before Flash(), which makes a flash folder the working directory
     fl = Flash()
     link = Link()
-    real = http.get_range
+    def whole(modem, url, start, end):  # the first chunk as asked, then the whole file
+        return (206, PKG[:end + 1]) if start == 0 else (200, PKG)
+    restore = _patch(whole)
     try:
-        def whole(modem, url, start, end):  # the first chunk as asked, then the whole file
-            return (206, PKG[:end + 1]) if start == 0 else (200, PKG)
-        http.get_range = whole
         o = ota.Ota(link, T, {})
         o.handle(T.ota_upgrade, json.dumps(job()))
         _run(o, None)
         assert link.reports()[-1][0] == -2 and "ignored the range (HTTP 200, %d bytes)" % len(PKG) in link.reports()[-1][1]
         assert not update.exists(update.PKG)
     finally:
-        http.get_range = real
+        restore()
         fl.close()
 
 

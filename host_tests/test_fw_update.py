@@ -7,6 +7,7 @@
 import json
 import os
 from hashlib import sha256
+from random import getrandbits
 
 from fwtest import raises
 
@@ -43,12 +44,13 @@ class Flash:
 
     def __init__(self):
         self.home = os.getcwd()
-        self.root = "/tmp/fwtest-update-%d" % ticks_ms()
-        n = 0
-        while update.exists(self.root):
-            n += 1
-            self.root = "/tmp/fwtest-update-%d-%d" % (ticks_ms(), n)
-        os.mkdir(self.root)
+        while True:  # other test runs (other checkouts, the other interpreter) make theirs too
+            self.root = "/tmp/fwtest-update-%d-%d" % (ticks_ms(), getrandbits(30))
+            try:
+                os.mkdir(self.root)
+                break
+            except OSError:
+                pass
         os.chdir(self.root)
         os.mkdir("firmware")
         for name, data in OLD_FILES.items():
