@@ -99,8 +99,10 @@ def test_refusals_reported_on_the_progress_topic():
 
 
 def _patch(fake):
-    """http.get_range replaced by `fake` in the module firmware/ota.py will import now (an
-    earlier test may have dropped and re-imported firmware.http); returns the restorer."""
+    """http.get_range replaced by `fake` in the module firmware/ota.py will import now (the
+    link's auth phase drops firmware.http after each use: a copy taken when this file was
+    loaded may be a stale one); returns the restorer. Called before Flash(), which makes
+    a flash folder the working directory (a relative MICROPYPATH would not find it then)."""
     from firmware import http
 
     real = http.get_range
@@ -132,20 +134,11 @@ def _run(o, calls, most=100):
             return
 
 
-def _http():
-    """firmware.http as ota.py will import it: the link's auth phase drops the module after
-    each use (port.drop), so a copy imported when this file was loaded may be a stale one."""
-    from firmware import http
-
-    return http
-
-
 def test_download_resume_verify_and_stage():
-    http = _http()  # before Flash(), which makes a flash folder the working directory
-    fl = Flash()
-    link = Link()
     fake, calls = _serve(PKG, fail=(2,))
     restore = _patch(fake)
+    fl = Flash()
+    link = Link()
     try:
         o = ota.Ota(link, T, {"ota_boots": 2})
         assert o.handle(T.ota_upgrade, json.dumps(job()))
@@ -179,13 +172,12 @@ def test_download_resume_verify_and_stage():
 
 
 def test_corrupted_download_refused_nothing_staged():
-    http = _http()  # before Flash(), which makes a flash folder the working directory
-    fl = Flash()
-    link = Link()
     bad = bytearray(PKG)
     bad[100] ^= 0xFF
     fake, calls = _serve(bytes(bad))
     restore = _patch(fake)
+    fl = Flash()
+    link = Link()
     try:
         o = ota.Ota(link, T, {})
         o.handle(T.ota_upgrade, json.dumps(job()))
@@ -206,11 +198,10 @@ def read_old():
 
 
 def test_download_given_up_after_repeated_failures():
-    http = _http()  # before Flash(), which makes a flash folder the working directory
-    fl = Flash()
-    link = Link()
     fake, calls = _serve(PKG, fail=range(1, 100))
     restore = _patch(fake)
+    fl = Flash()
+    link = Link()
     try:
         o = ota.Ota(link, T, {})
         o.handle(T.ota_upgrade, json.dumps(job()))
@@ -225,12 +216,11 @@ def test_download_given_up_after_repeated_failures():
 
 
 def test_server_ignoring_the_range_is_a_failed_chunk():
-    http = _http()  # before Flash(), which makes a flash folder the working directory
-    fl = Flash()
-    link = Link()
     def whole(modem, url, start, end):  # the first chunk as asked, then the whole file
         return (206, PKG[:end + 1]) if start == 0 else (200, PKG)
     restore = _patch(whole)
+    fl = Flash()
+    link = Link()
     try:
         o = ota.Ota(link, T, {})
         o.handle(T.ota_upgrade, json.dumps(job()))
