@@ -18,6 +18,11 @@
 # written after a torn record, each boot, and each failed write, starts a new segment.
 # A write that fails (flash full or failing) raises OSError: the caller keeps the message
 # in RAM (firmware/outbox.py) and says so.
+#
+# Only a put is flushed at once (on littlefs every flush is a commit, about one 4 KiB sector
+# erase: tools/bench/journal.py --board). A done record reaches the flash with the next put
+# (or when the segment is closed or rolled): a power cut before that only means those
+# messages are sent once more after the restart (QoS 1 is at least once), never one lost.
 import os
 import struct
 from binascii import crc32
@@ -85,18 +90,19 @@ class Journal:
         """Every message up to seq has left (PUBACK or dropped): a done record, and the
         oldest segments deleted once all they hold is done. OSError: not written."""
         head = struct.pack("<BI", _DONE, seq)
-        self._append(9, head, struct.pack("<I", crc32(head)))
+        self._append(9, head, struct.pack("<I", crc32(head)), sync=False)
         self.done = seq
         self._trim()
 
-    def _append(self, n, *parts):
+    def _append(self, n, *parts, sync=True):
         f = self._f
         if f is None or (self._size and self._size + n > self.segment):
             f = self._roll()
         try:
             for p in parts:
                 f.write(p)
-            f.flush()  # littlefs commits the file on flush/close: the record is on flash
+            if sync:
+                f.flush()  # littlefs commits the file on flush/close: the record is on flash
         except OSError:
             self.close()  # a torn record may be there now: never write after it
             raise

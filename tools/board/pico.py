@@ -30,6 +30,7 @@ from tools.proc import stop as stop_process
 RESET = re.compile(r"watchdog reset \(reason (.*)\) after ")
 # --stats N: every N wall seconds, over the interval since the last such line
 STATS = re.compile(r"emulated/wall ([\d.]+), busy (\d+)%.*\((\d+) emulated us of CPU per wall s\)")
+FLASH_OPS = re.compile(r"flash erases/programs (\d+)/(\d+)")
 
 
 def free_port():
@@ -52,6 +53,7 @@ class Pico(Started):
         self.repl_port = None
         self.messages = []
         self.samples = []  # with stats: (time.monotonic(), emulated/wall, emulated us of CPU per wall s)
+        self.flash_ops = None  # with stats: (sector erases, page programs) since power-up, at the last sample
         self._cv = threading.Condition()
         self._tmp = None
         self._reader = None
@@ -93,6 +95,9 @@ class Pico(Started):
             line = raw.decode("utf-8", "replace").rstrip("\n")
             m = STATS.search(line)
             if m:
+                ops = FLASH_OPS.search(line)
+                if ops:
+                    self.flash_ops = (int(ops.group(1)), int(ops.group(2)))
                 self.samples.append((time.monotonic(), float(m.group(1)), int(m.group(3))))
                 continue
             with self._cv:
