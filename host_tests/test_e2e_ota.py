@@ -66,8 +66,9 @@ def ranges(rows):
     return [(int(r["range"].split("=")[1].split("-")[0]), r["bytes"]) for r in rows]
 
 
-def test_update_applied_and_reported(cloud, packages):
-    with SimEnv(cloud=cloud, flash=True, boots=3) as env:
+@pytest.mark.parametrize("personality", ["air724ug", "air780e"])  # the Air780 verifies the package's server
+def test_update_applied_and_reported(cloud, packages, personality):
+    with SimEnv(cloud=cloud, flash=True, boots=3, personality=personality) as env:
         fw = env.firmware
         start(env)
         inform(env, __version__)
@@ -81,6 +82,10 @@ def test_update_applied_and_reported(cloud, packages):
         got = ranges(rows)
         assert got[0][0] == 0 and sum(n for _, n in got) == staged["size"]  # every byte once
         assert [a for a, _ in got] == list(range(0, staged["size"], CHUNK))
+        gets = [c for c in env.vm.commands if c.startswith("AT+HTTPPARA=")]
+        assert gets[:3] == ['AT+HTTPPARA="URL","https://iotx-ota.oss-cn-shanghai.aliyuncs.com/ota/%s"' % staged["name"],
+                            'AT+HTTPPARA="BREAK",0', 'AT+HTTPPARA="BREAKEND",%d' % (CHUNK - 1)]
+        assert gets[-2:] == ['AT+HTTPPARA="BREAK",%d' % got[-1][0], 'AT+HTTPPARA="BREAKEND",0']
         # the flash: the new firmware whole (.mpy), the old kept, nothing staged
         names = sorted(os.listdir(flash(env, "firmware")))
         assert "__init__.mpy" in names and not any(n.endswith(".py") for n in names)

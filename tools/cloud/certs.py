@@ -20,9 +20,11 @@ import os
 import subprocess
 
 # Aliyun's names for region cn-shanghai (the firmware's default) and the instance endpoints,
-# plus what a host-side client uses (127.0.0.1, localhost)
+# the OSS bucket host update packages are fetched from (ota.py OTA_HOST), plus what a
+# host-side client uses (127.0.0.1, localhost)
 SERVER_NAMES = ("*.iot-as-mqtt.cn-shanghai.aliyuncs.com", "iot-auth.cn-shanghai.aliyuncs.com",
-                "*.mqtt.iothub.aliyuncs.com", "*.auth.iothub.aliyuncs.com", "localhost")
+                "*.mqtt.iothub.aliyuncs.com", "*.auth.iothub.aliyuncs.com", "*.oss-cn-shanghai.aliyuncs.com",
+                "localhost")
 IDENTITIES = ("local", "rogue")  # which certificate the listeners present
 
 
