@@ -155,19 +155,36 @@ class Link:
     def step(self):
         """Run one phase (or, when up, poll and flush the outbox). Never raises; blocks at
         most STEP_BOUND_MS (see the top of this file)."""
-        run(self.step_g(), self._wait)
+        g = self._turn()
+        if g is not None:
+            run(g, self._wait)
 
     def step_g(self):
         """step() as a generator of the engine: it yields the ms it waits for the module
         (the sync step() sleeps them, the asyncio front awaits them: firmware/aio.py)."""
+        g = self._turn()
+        if g is not None:
+            yield from g
+
+    def _turn(self):
+        """The part of a step that never waits (the watchdog, events, what came in): None
+        when no command is due, so an idle turn makes no generator; else the generator of
+        the rest."""
         if self.feed:
             self.feed()
         try:
             self.modem.deliver()  # events first: they may change the phase
             if self.state == UP:
-                yield from self._up_g()
-            elif ticks_diff(self.ticks(), self._next) >= 0:
-                yield from self._phase_g()
+                return self._guard_g(self._up_g()) if self._up_due() else None
+            if ticks_diff(self.ticks(), self._next) >= 0:
+                return self._guard_g(self._phase_g())
+        except Exception as e:  # every failure has a recovery; nothing escapes the loop
+            return self._fail_g(e)
+        return None
+
+    def _guard_g(self, g):
+        try:
+            yield from g
         except Exception as e:  # every failure has a recovery; nothing escapes the loop
             yield from self._fail_g(e)
 
@@ -338,11 +355,27 @@ class Link:
             log.warn(_TAG, "module %s cannot verify the server's certificate (no AT+SSLCFG): "
                            "TLS is encrypted but unverified", log.safe(m.version, 64))
 
-    def _up_g(self):
+    def _up_due(self):
+        """Up: take in what came; True when a command is due (what handlers asked for, the
+        outbox, a PUBACK that came or is overdue, a status check)."""
         m = self.modem
         m.poll()
         if self.state != UP:
-            return  # an event in poll() took the link down
+            return False  # an event in poll() took the link down
+        now = self.ticks()
+        if self._delay and ticks_diff(now, self._up_since) >= self.stable_ms:
+            self._delay = 0  # stable: the next failure starts the backoff from the bottom
+        if self._later:
+            return True
+        if self._inflight:
+            if m.pubacks != self._pubacks or ticks_diff(now, self._ack_due) >= 0:
+                return True
+        elif len(self.outbox):
+            return True
+        return ticks_diff(now, self._last_rx) >= self.status_ms
+
+    def _up_g(self):
+        m = self.modem
         while self._later and self.state == UP:  # what handlers asked for inside a command
             topic, arg = self._later.pop(0)
             if isinstance(arg, int):
@@ -350,10 +383,7 @@ class Link:
             else:
                 yield from m.mqtt_publish_g(topic, arg, 0)
                 self.counters["qos0_sent"] += 1
-        now = self.ticks()
-        if self._delay and ticks_diff(now, self._up_since) >= self.stable_ms:
-            self._delay = 0  # stable: the next failure starts the backoff from the bottom
-        if self._inflight or len(self.outbox):  # (no generator for an idle turn)
+        if self._inflight or len(self.outbox):
             yield from self._flush_g()
         if self.state == UP and ticks_diff(self.ticks(), self._last_rx) >= self.status_ms:
             self.counters["status_checks"] += 1
