@@ -68,7 +68,10 @@ class Journal:
                 data = f.read()
             last = _parse(data, pending, self)
             self.segments.append([n, last])
-        self._trim()
+        try:
+            self._trim()
+        except OSError:  # a segment that cannot be deleted now goes with the next done mark
+            pass
         return [p for p in pending if p[0] > self.done]
 
     # ------------------------------------------------------------------ appending
