@@ -6,6 +6,7 @@
 # CPython and MicroPython.
 import json
 import os
+import sys
 from hashlib import sha256
 
 from firmware import __version__, ota, update
@@ -252,3 +253,38 @@ def test_streaming_md5():
     h.digest()  # as hashlib's: more may follow
     h.update(data[100:])
     assert h.digest() == ref.digest()
+
+
+def test_device_hooks_subscribe_dispatch_trial():
+    from fwtest import StubUART, raises
+
+    from firmware.config import check
+    from firmware.device import Device
+
+    base = {"product_key": PK, "device_name": DN, "device_secret": "s" * 32, "ntp": False}
+    cfg = check(dict(base, ota_trial_s=30))  # before Flash(): the bundled CA is found from here
+    got = []
+    dev2 = Device(check(dict(base, ota=False)), uart=StubUART([]))  # also imports what a Device needs
+    dev2.on_message = lambda t, p: got.append(t)
+    fl = Flash()
+    try:
+        fl.stage()
+        assert update.boot() == "trial"  # a new firmware on trial
+        dev = Device(cfg, uart=StubUART([]))
+        assert (T.ota_upgrade, 0) in dev.link.subscriptions and dev.ota is None and dev._trial
+        sys.modules["firmware.update"] = update  # the Device dropped it; found again from here
+        dev.uptime_s = lambda: 31  # not connected within ota_trial_s: the board resets
+        assert raises(SystemExit, dev._ota_step).args[0] == update.REBOOT_EXIT
+        dev.uptime_s = lambda: 29
+        dev._ota_step()  # not yet
+        queued = dev.stats()["queued"]
+        dev._on_up()  # connected: the new firmware stays
+        assert not update.exists(update.STATE) and not dev._trial
+        dev._on_message(T.ota_upgrade, json.dumps(job(version=__version__)).encode())
+        assert dev.ota is not None and dev.ota.state == "idle"  # loaded by the job, which it refused
+        assert dev.stats()["queued"] == queued + 2  # the version inform, the refusal's report
+        assert all(t != T.ota_upgrade for t, _ in dev2.link.subscriptions)
+        dev2._on_message(T.ota_upgrade, b"{}")
+        assert got == [T.ota_upgrade] and dev2.ota is None  # "ota": false: an ordinary downlink
+    finally:
+        fl.close()
