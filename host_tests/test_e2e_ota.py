@@ -158,3 +158,23 @@ def test_bad_firmware_rolled_back(cloud, packages):
         cloud.ota_job(PK, DN, packages["bad"])
         rep = wait_progress(env, lambda s: s == -1 and "rolled back" in json.dumps(progress(env)[-1]))
         assert rep[-1] == (-1, "version 9.0.0 was rolled back on this device")
+
+
+def test_console_ota_command(cloud, packages):
+    """The console's `ota`: serves the package, pushes the job, prints the reports to 100."""
+    import subprocess
+    import sys
+
+    from tools.proc import ROOT
+
+    with SimEnv(cloud=cloud, flash=True, boots=2) as env:
+        start(env)
+        p = subprocess.run([sys.executable, "-m", "tools.cloud.console", "--state", cloud.state_dir, "ota", PK, DN,
+                            packages["good"], "--sign-method", "MD5", "--wait", "120"],
+                           capture_output=True, text=True, timeout=180, cwd=ROOT)
+        assert p.returncode == 0, p.stdout + p.stderr
+        lines = p.stdout.splitlines()
+        assert lines[0].startswith("job: version 1.3.0, ") and lines[0].endswith(", MD5, to %s/%s" % (PK, DN))
+        assert lines[-1] == "progress 100 downloaded and verified: applying at the reset"
+        assert all(line.startswith("progress ") for line in lines[1:])
+        inform(env, "1.3.0", timeout=120)
