@@ -87,9 +87,9 @@ class AsyncDevice:
     async def step(self):
         """One turn of the link (as Device.step), awaited; never raises."""
         try:
-            async with self._lock:
+            async with self._lock:  # the timers too: an OTA chunk sends its own commands
                 await self._drive(self.dev.link.step_g())
-            self.dev.timers()
+                self.dev.timers()
         except Exception as e:  # nothing escapes the supervisor (MemoryError included)
             log.error(_TAG, "step: %s", log.err(e))
 

@@ -179,7 +179,7 @@ class Device:
         self.timers()
 
     def timers(self):
-        """The thing model's and NTP's timers (step() runs them after the link's turn)."""
+        """The thing model's, NTP's and an update's timers (step() runs them after the link's turn)."""
         if self.thing:
             self.thing.poll()
         if self.ntp:
