@@ -378,9 +378,10 @@ def write_md(path, m, res, started, took):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
-    ap.add_argument("--only", default="at,sign,wire,connect,memory,burst,journal,stall,rrpc,board")
+    ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"), help="the Markdown file written (default BENCHMARKS.md)")
+    ap.add_argument("--only", default="at,sign,wire,connect,memory,burst,journal,stall,rrpc,board",
+                    help="comma-separated benchmarks to run (default: all of them)")
     ap.add_argument("--quick", action="store_true", help="fewer messages and runs (a smoke run)")
     ap.add_argument("--json", help="also write every figure here")
     a = ap.parse_args(argv)

@@ -108,10 +108,10 @@ def logged(con, topic, size, sent):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tools.board.longrun", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--minutes", type=float, default=10, help="how long the downlinks flow (wall clock, default 10)")
     ap.add_argument("--size", type=int, default=4096, help="downlink bytes (the Air780EP pushes up to 4100)")
     ap.add_argument("--every", type=float, default=2.0, help="seconds between downlinks")
-    ap.add_argument("--image", default="v1.28.0")
+    ap.add_argument("--image", default="v1.28.0", help="the Pico image: v1.28.0 (default) or v1.26.1")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("-v", "--verbose", action="store_true", help="show the board's console")
     a = ap.parse_args(argv)

@@ -195,14 +195,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tools.cloud", description="Local Aliyun IoT: auth endpoint + MQTT broker")
     ap.add_argument("--registry", help="JSON file {products: [...], devices: [...]}")
     ap.add_argument("--state", required=True, help="state directory (cloud.json, state.json, tls/, uplinks.jsonl)")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--auth-port", type=int, default=0)
-    ap.add_argument("--mqtt-port", type=int, default=0)
-    ap.add_argument("--mqtts-port", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1", help="address every listener binds (default 127.0.0.1)")
+    ap.add_argument("--auth-port", type=int, default=0, help="the plain HTTP auth endpoint's port (0: free)")
+    ap.add_argument("--mqtt-port", type=int, default=0, help="the broker's plain TCP port (0: free)")
+    ap.add_argument("--mqtts-port", type=int, default=0, help="the broker's TLS port (0: free)")
     ap.add_argument("--auths-port", type=int, default=0, help="the HTTPS auth endpoint's port (0: free)")
     ap.add_argument("--mitm", action="store_true",
                     help="the TLS listeners present a certificate from another CA (a man in the middle)")
-    ap.add_argument("--token-lifetime", type=float, default=TOKEN_LIFETIME)
+    ap.add_argument("--token-lifetime", type=float, default=TOKEN_LIFETIME,
+                    help="seconds an iotToken of the http flow is valid (default: Aliyun's 7 days)")
     ap.add_argument("--lenient-securemode", action="store_true",
                     help="accept securemode=2/3 on either listener")
     ap.add_argument("--resources", choices=("aliyun", "local"), default="aliyun",
@@ -210,7 +211,7 @@ def main(argv=None):
     ap.add_argument("--parent-pid", type=int, default=0, help="exit when this parent goes away")
     ap.add_argument("--remove-state-if-orphaned", action="store_true",
                     help="delete --state when exiting because the parent went away")
-    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--verbose", action="store_true", help="log every request and the broker's debug lines")
     args = ap.parse_args(argv)
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stdout,

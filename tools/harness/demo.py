@@ -239,8 +239,8 @@ def ota_demo(cloud, verbose):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--flow", choices=("mqtt", "http", "both"), default="both")
+    ap = argparse.ArgumentParser(prog="python -m tools.harness.demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--flow", choices=("mqtt", "http", "both"), default="both", help="which auth flow to run (default both, one after the other)")
     ap.add_argument("-v", "--verbose", action="store_true", help="show the firmware's log live")
     args = ap.parse_args()
     flows = ("mqtt", "http") if args.flow == "both" else (args.flow,)

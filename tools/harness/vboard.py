@@ -291,7 +291,7 @@ def cfg_ca(config):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.harness.vboard", description=__doc__.split("\n")[0])
     ap.add_argument("--flash", help="directory that plays the board's flash (default: a temporary one)")
     ap.add_argument("--unix", action="store_true", help="the unix port even when the emulated Pico is there")
     ap.add_argument("--image", default="v1.28.0", help="emulated Pico: MicroPython v1.28.0 or v1.26.1")
