@@ -327,9 +327,11 @@ class AT:
         if not n:
             self._stalled()
             return False
+        self._tail += n
         if self._p_hdr is not None:  # the pending payload goes on: it is not stalled
             self._rx_at = self.ticks()
-        self._tail += n
+            if self._p_keep and self._tail - self._head < self._p_n:
+                return True  # still short of its count: nothing to parse yet (a full buffer moves up first)
         self._parse_now()
         return True
 
