@@ -30,15 +30,14 @@ file to the raw REPL, which measures on the board itself:
 import sys
 
 if sys.implementation.name == "micropython":  # ------------------------- the board half
+    from probe import heap, imports_and_config, out, uplink  # tools/bench/probe.py: its text goes first (board_half)
+
     # <board>
     import gc
     import sys
 
     import micropython
     from time import sleep_ms, ticks_add, ticks_diff, ticks_ms, ticks_us
-
-    def _out(*a):
-        print("MEM " + " ".join(str(x) for x in a))
 
     _t = [0]
 
@@ -60,47 +59,21 @@ if sys.implementation.name == "micropython":  # ------------------------- the bo
 
     _PAD = 400  # ms of idle around a CPU window
 
-    def _c():
-        gc.collect()
-        return gc.mem_alloc()
-
-    def _qstr(tag):
-        print("QSTR " + tag)
-        micropython.qstr_info()
-
     def _board(args):
-        base = _c()
-        _out("base", base, gc.mem_free())
-        _qstr("base")
-        prev = base
-        for m in args["mods"]:
-            __import__(m)
-            now = _c()
-            _out("import", m, now - prev)
-            _qstr(m)
-            prev = now
-        _out("imports_total", prev)
-        from firmware import aliyun, app, log
+        cfg, prev = imports_and_config(args["mods"])
+        from firmware import app, log
         from firmware.uart import open_uart
 
         def _drop(line):
             pass
 
-        cfg = app.load_config()  # as main() does: the checker is dropped afterwards
-        now = _c()
-        _out("config", now - prev)
-        prev = now
-        t = aliyun.Topics(cfg["product_key"], cfg["device_name"])
-        _out("topics_object", _c() - prev)
-        del t
-        prev = _c()
         uart = open_uart(cfg["uart"])
-        now = _c()
-        _out("uart_object", now - prev)
+        now = heap()
+        out("uart_object", now - prev)
         prev = now
         a = app.App(cfg, uart=uart)
-        now = _c()
-        _out("app_object", now - prev)
+        now = heap()
+        out("app_object", now - prev)
         prev = now
         link = a.link
         # connect: per phase the steps, the most one step allocated (GC off) and the peak
@@ -109,7 +82,7 @@ if sys.implementation.name == "micropython":  # ------------------------- the bo
         t0 = ticks_ms()
         while link.state != "up" and ticks_diff(ticks_ms(), t0) < 180000:
             st = link.state
-            live = _c()
+            live = heap()
             gc.disable()
             b0 = gc.mem_alloc()
             link.step()
@@ -125,9 +98,9 @@ if sys.implementation.name == "micropython":  # ------------------------- the bo
             sleep_ms(5)
         for st in order:
             s = seen[st]
-            _out("phase", st, s[0], s[1], s[2])
-        _out("connect_ms", ticks_diff(ticks_ms(), t0))
-        _out("live_up", _c())
+            out("phase", st, s[0], s[1], s[2])
+        out("connect_ms", ticks_diff(ticks_ms(), t0))
+        out("live_up", heap())
         if link.state != "up":
             print("NOT CONNECTED")
             return
@@ -153,7 +126,7 @@ if sys.implementation.name == "micropython":  # ------------------------- the bo
             """One App.run() until until(); with mem the GC off and one collect per turn:
             the peak between two collects, what the turns allocated. The CPU of a window is
             the emulator's count between its "CPU begin" and "CPU end" lines."""
-            st.update(turns=0, alloc=0, peak=0, live=_c())
+            st.update(turns=0, alloc=0, peak=0, live=heap())
             if mem:
                 gc.disable()
             else:  # the log lines are made but not written out: the emulator's USB is not a board's
@@ -176,8 +149,8 @@ if sys.implementation.name == "micropython":  # ------------------------- the bo
         # settle: the first telemetry (App.run's start) acked, NTP answered
         stop = ticks_add(ticks_ms(), args.get("settle_ms", 4000))
         w = window(True, lambda: ticks_diff(ticks_ms(), stop) >= 0)
-        _out("settle", w["turns"], w["peak"])
-        _out("live_settled", _c())
+        out("settle", w["turns"], w["peak"])
+        out("live_settled", heap())
         # idle turns: the baseline a downlink's CPU is measured against
         _begin("pad")  # the pads alone, taken off every window
         _end("pad")
@@ -187,36 +160,24 @@ if sys.implementation.name == "micropython":  # ------------------------- the bo
         _end("idle", w["turns"])
         stop = ticks_add(ticks_ms(), 1000)
         w = window(True, lambda: ticks_diff(ticks_ms(), stop) >= 0)
-        _out("idle_mem", w["turns"], w["alloc"], w["peak"])
+        out("idle_mem", w["turns"], w["alloc"], w["peak"])
 
         # QoS 1 uplinks (as memory.py: telemetry(), Link.publish(), the steps until PUBACK)
         n = args.get("uplinks", 20)
         parts = [0, 0, 0]
         peak = 0
         for _ in range(n):
-            live = _c()
-            gc.disable()
-            b0 = gc.mem_alloc()
-            msg = a.telemetry()
-            b1 = gc.mem_alloc()
-            link.publish(a.topics.update, msg, 1)
-            b2 = gc.mem_alloc()
-            for _ in range(2000):
-                if not len(link.outbox):
-                    break
-                link.step()
-            b3 = gc.mem_alloc()
-            gc.enable()
-            parts[0] += b1 - b0
-            parts[1] += b2 - b1
-            parts[2] += b3 - b2
-            peak = max(peak, live + b3 - b0)
-        _out("uplink", n, parts[0] // n, parts[1] // n, parts[2] // n, peak)
+            t, q, sent, live = uplink(a)
+            parts[0] += t
+            parts[1] += q
+            parts[2] += sent
+            peak = max(peak, live + t + q + sent)
+        out("uplink", n, parts[0] // n, parts[1] // n, parts[2] // n, peak)
 
         # QoS 0 publish: sent at once (AT+MPUB, its OK)
         n = args.get("qos0", 30)
         payload = '{"seq": 1234, "uptime_s": 56}'
-        live = _c()
+        live = heap()
         # the console: one downlink's log line written to the USB REPL once it has drained
         for size in (64, 1024):
             body = b"x" * size
@@ -227,7 +188,7 @@ if sys.implementation.name == "micropython":  # ------------------------- the bo
             log.sink = _drop
             t = ticks_us()
             a.log_downlink(a.topics.get, body)
-            _out("log_line", size, el, ticks_diff(ticks_us(), t))
+            out("log_line", size, el, ticks_diff(ticks_us(), t))
             log.sink = None
         _begin("qos0")
         gc.disable()
@@ -239,7 +200,7 @@ if sys.implementation.name == "micropython":  # ------------------------- the bo
         b1 = gc.mem_alloc()
         gc.enable()
         _end("qos0", n)
-        _out("qos0", n, (b1 - b0) // n, el // n, live + (b1 - b0) // n)
+        out("qos0", n, (b1 - b0) // n, el // n, live + (b1 - b0) // n)
 
         # downlinks through the whole app: the host sends them when it reads WANT
         for kind, n, size in args.get("downlinks", ()):
@@ -253,9 +214,9 @@ if sys.implementation.name == "micropython":  # ------------------------- the bo
             w = window(mem, lambda n=n, stop=stop: got[0] >= n or ticks_diff(ticks_ms(), stop) >= 0)
             if not mem:
                 _end("dl%d" % size, got[0], got[1])
-            _out("downlinks", kind, size, got[0], got[1], w["turns"], w["alloc"], w["peak"],
+            out("downlinks", kind, size, got[0], got[1], w["turns"], w["alloc"], w["peak"],
                  ticks_diff(got[2], t0), ticks_diff(got[3], t0))
-        _out("live_end", _c())
+        out("live_end", heap())
         micropython.mem_info()
         print("DONE")
 
@@ -285,13 +246,22 @@ TARGET_CPU = {115200: 0.10, 921600: 0.50}  # of the wire time
 STATS_S = 0.1  # the emulator's CPU samples (Pico.cpu)
 
 
+def board_imports():
+    """The app's imports on a board: its UART is a machine.UART, so firmware/uart.py never
+    loads the socket adapter (only a socket:// URL does: PCs and the unix port)."""
+    return [m for m in import_order() if m != "firmware.socket_uart"]
+
+
 def board_half(args):
-    """The top half of this file as a script for the board's raw REPL, ARGS first."""
+    """The top half of this file as a script for the board's raw REPL: ARGS, the probe's
+    text (tools/bench/probe.py: the board has no tools/), then the half."""
     with open(os.path.abspath(__file__)) as f:
         src = f.read()
     start = src.rindex("\n", 0, src.index("# <board>")) + 1
     body = src[start:src.index("# </board>")]
-    return "import sys\nARGS = %r\n" % (args,) + textwrap.dedent(body)
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.py")) as f:
+        probe = f.read()
+    return "import sys\nARGS = %r\n" % (args,) + probe + textwrap.dedent(body)
 
 
 def msub_bytes(topic, size):
@@ -448,7 +418,7 @@ def measure(quick, only=SESSIONS, unix=True):
           ("mem", 5 if quick else 10, 1024), ("cpu", 8 if quick else 25, 1024)]
     with firmware_and_cloud() as (cloud, mpy_dir):
         res["mpy_sizes"] = {m: os.path.getsize(os.path.join(mpy_dir, m.replace(".", "/") + ".mpy"))
-                            for m in import_order() if os.path.exists(os.path.join(mpy_dir, m.replace(".", "/") + ".mpy"))}
+                            for m in board_imports() if os.path.exists(os.path.join(mpy_dir, m.replace(".", "/") + ".mpy"))}
         tmp = tempfile.mkdtemp(prefix="bench-board-")
         try:
             flash = os.path.join(tmp, "deployed.img")
@@ -457,7 +427,7 @@ def measure(quick, only=SESSIONS, unix=True):
             with BoardEnv(kit, IMAGE, cloud=cloud, cfg={"wdt_ms": 0, "stats_interval": 0}, fs=flash, run_main=False):
                 pass
             res["deploy_s"] = round(time.monotonic() - t, 1)
-            args = {"mods": import_order(), "downlinks": dl}
+            args = {"mods": board_imports(), "downlinks": dl}
 
             def session(key, cfg=None, personality=None, a=None):
                 img = os.path.join(tmp, key + ".img")
@@ -482,7 +452,7 @@ def measure(quick, only=SESSIONS, unix=True):
                         a=dict(args, mods=[], uplinks=5, downlinks=[d for d in dl if d[0] == "cpu"]))
             if "air780ep_4k" in only:
                 session("air780ep_4k", personality="air780ep",
-                        a=dict(args, mods=[], uplinks=5, qos0=5, downlinks=[("mem", 3 if quick else 10, 4096)]))
+                        a=dict(args, mods=[], uplinks=5, qos0=5, downlinks=[("cpu", 3 if quick else 10, 4096)]))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         if unix:
@@ -540,10 +510,9 @@ def summary(res):
         if r.get("qos0"):
             s["per_qos0"] = r["qos0"][1]
     k4 = res.get("air780ep_4k") or {}
-    for d in k4.get("downlinks", ()):
-        if d[0] == "mem" and d[2]:
+    for d in k4.get("downlinks", ()):  # the GC on (a turn that waits for a reply while 4 KB stream in
+        if d[2]:                        # allocates more than the heap holds with it off), no peak
             base = k4["base"][0] if isinstance(k4["base"], list) else k4["base"]
-            s["peak_4k"] = d[6] - base
             s["live_4k"] = k4.get("live_end", 0) - base
             s["got_4k"] = d[2]
     s["cpu"] = {b: [(lbl, round(us), round(net), round(w), round(us / w, 4)) for lbl, us, net, w in cpu(res.get("b%d" % b), b)]
@@ -606,7 +575,7 @@ def findings(res):
     L.append("")
     L.append("(topics alone, built and dropped before App: %d B.) Peaks between two gc.collect() (live heap + what one "
              "step, loop turn or message allocated with the GC off), less the base. A loop turn can take in several "
-             "downlinks of a burst (the UART read returns only when the bytes stop for a millisecond), so the "
+             "downlinks of a burst (a poll makes up to 8 reads of what the UART holds), so the "
              "downlink rows' peak is that of the busiest turn; the per-downlink allocation is what each costs. "
              "The 10-minute run with 4 KB downlinks is `make board BOARD_MINUTES=10` (tools/board/longrun.py)."
              % r.get("topics_object", 0))
@@ -628,10 +597,9 @@ def findings(res):
                 d[1], d[2], d[4], d[5] // d[2], d[6] - base))
     k4 = res.get("air780ep_4k") or {}
     for d in k4.get("downlinks", ()):
-        if d[0] == "mem":
-            kb = k4["base"][0] if isinstance(k4["base"], list) else k4["base"]
-            L.append("| 4096 B downlinks (Air780EP) | %d (%d turns) | %s per downlink | %d B |" % (
-                d[2], d[4], "%d B" % (d[5] // d[2]) if d[2] else "-", d[6] - kb))
+        kb = k4["base"][0] if isinstance(k4["base"], list) else k4["base"]
+        L.append("| 4096 B downlinks (Air780EP), the GC on: received (turns), live heap after | %d (%d turns) | | %d B |" % (
+            d[2], d[4], k4.get("live_end", 0) - kb))
     if k4.get("error"):
         L.append("| 4096 B downlinks (Air780EP) | ERROR: %s | | |" % k4["error"][-200:].replace("\n", " ").replace("|", "/"))
     L.append("")

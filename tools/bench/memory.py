@@ -26,42 +26,15 @@ if sys.implementation.name == "micropython":  # ------------------------------ p
     import gc
 
     import micropython
-
-    def _collect():
-        gc.collect()
-        return gc.mem_alloc()
-
-    def _qstr(tag):
-        print("QSTR " + tag)
-        micropython.qstr_info()
+    from probe import heap as _collect  # tools/bench/probe.py, beside this file
+    from probe import imports_and_config, out, uplink
 
     def profile():
         from time import sleep_ms
 
-        out = lambda *a: print("MEM " + " ".join(str(x) for x in a))  # noqa: E731
-        base = _collect()
-        out("base", base)
-        _qstr("base")
         mods = sys.argv[1].split(",")  # the app's import order, worked out by the host
-        prev = base
-        for m in mods:
-            __import__(m)
-            now = _collect()
-            out("import", m, now - prev)
-            _qstr(m)
-            prev = now
-        out("imports_total", prev)
-        from firmware import aliyun, app
-
-        cfg = app.load_config()  # as main() does: the checker is dropped afterwards
-        now = _collect()
-        out("config", now - prev)
-        prev = now
-        t = aliyun.Topics(cfg["product_key"], cfg["device_name"])
-        now = _collect()
-        out("topics_object", now - prev)
-        del t
-        prev = _collect()
+        cfg, prev = imports_and_config(mods)
+        from firmware import app
         a = app.App(cfg)
         now = _collect()
         out("app_object", now - prev)
@@ -96,20 +69,10 @@ if sys.implementation.name == "micropython":  # ------------------------------ p
         n = 50
         parts = {"telemetry": 0, "queue": 0, "send": 0}
         for _ in range(n):
-            gc.collect()
-            gc.disable()
-            b0 = gc.mem_alloc()
-            msg = a.telemetry()
-            b1 = gc.mem_alloc()
-            link.publish(a.topics.update, msg, 1)
-            b2 = gc.mem_alloc()
-            while len(link.outbox):
-                link.step()
-            b3 = gc.mem_alloc()
-            gc.enable()
-            parts["telemetry"] += b1 - b0
-            parts["queue"] += b2 - b1
-            parts["send"] += b3 - b2
+            t, q, sent, _ = uplink(a)
+            parts["telemetry"] += t
+            parts["queue"] += q
+            parts["send"] += sent
         for k, v in parts.items():
             out("uplink_" + k, v // n)
         out("per_uplink", sum(parts.values()) // n)
@@ -328,9 +291,11 @@ def romfs_floor(cloud, mpy_dir, flow, floor, step, n, interval, tried):
 
 
 # loaded only when a device needs them (or dropped after boot): not part of the default app
+# (thing: "thing"; journal: "outbox_persist"; update: read at start and dropped; ota: a job
+# came; shadow, rrpc, aio: used by the program; the rest: another flow, another board, the REPL)
 ON_DEMAND = ("firmware.config", "firmware.thing", "firmware.register", "firmware.http", "firmware.auth",
-             "firmware.digest", "firmware.serial_uart", "firmware.diag", "firmware.aio", "firmware.shadow",
-             "firmware.rrpc")
+             "firmware.digest", "firmware.serial_uart", "firmware.diag", "firmware.aio", "firmware.journal",
+             "firmware.update", "firmware.ota", "firmware.shadow", "firmware.rrpc")
 
 
 def import_order(mod="firmware.app", seen=None, entered=None):

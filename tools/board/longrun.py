@@ -19,6 +19,7 @@ import re
 import sys
 import time
 
+from tools.bench.common import figures
 from tools.board import kit as kitmod
 from tools.board.env import BoardEnv
 from tools.cloud.console import client as console_client
@@ -77,8 +78,10 @@ def run(minutes, size, every, image, echo=None):
         con.interrupt()
         con.wait_log("stopped.", since=mark, timeout=60)
         con.raw()
-        out = con.exec("import gc, micropython\ngc.collect()\nprint(gc.mem_alloc(), gc.mem_free())\nmicropython.mem_info()")
+        out = con.exec("import gc, micropython, sys\ngc.collect()\nprint(gc.mem_alloc(), gc.mem_free())\n"
+                       "print(' '.join(sorted(m for m in sys.modules if m.startswith('firmware'))))\nmicropython.mem_info()")
         alloc, free = (int(x) for x in out.split()[:2])
+        res["modules"] = out.splitlines()[1].split()  # what main.py left loaded
         m = re.search(r"max free sz: (\d+)", out)
         res["heap_after"] = {"alloc": alloc, "free": free, "max_free_block": int(m.group(1)) * 16 if m else None}
         con.friendly()
@@ -116,7 +119,8 @@ def main(argv=None):
     ap.add_argument("-v", "--verbose", action="store_true", help="show the board's console")
     a = ap.parse_args(argv)
     try:
-        res = run(a.minutes, a.size, a.every, a.image, echo=print if a.verbose else None)
+        with figures(a.json) as res:
+            res.update(run(a.minutes, a.size, a.every, a.image, echo=print if a.verbose else None))
     except kitmod.KitMissing as e:
         print("longrun: %s" % e, file=sys.stderr)
         return 2
@@ -128,10 +132,8 @@ def main(argv=None):
               res["resets"][1:] or "none"))
     print("longrun: heap after the run (gc.collect()): %d B in use, %d B free, largest free block %s B; link %s" % (
         h["alloc"], h["free"], h["max_free_block"], json.dumps(res["link_stats"])))
+    print("longrun: firmware modules loaded: %s" % " ".join(res["modules"]))
     print("longrun: %s" % ("PASS" if res["passed"] else "FAIL"))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
     return 0 if res["passed"] else 1
 
 
