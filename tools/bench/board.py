@@ -229,10 +229,9 @@ import os  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
-import textwrap  # noqa: E402
 import time  # noqa: E402
 
-from tools.bench.common import figures, firmware_and_cloud, parser, say  # noqa: E402
+from tools.bench.common import board_text, figures, firmware_and_cloud, parser, say  # noqa: E402
 from tools.bench.memory import import_order, import_rows, last_pool  # noqa: E402
 from tools.bench.memory import profile as unix_profile  # noqa: E402
 from tools.board import kit as kitmod  # noqa: E402
@@ -255,13 +254,9 @@ def board_imports():
 def board_half(args):
     """The top half of this file as a script for the board's raw REPL: ARGS, the probe's
     text (tools/bench/probe.py: the board has no tools/), then the half."""
-    with open(os.path.abspath(__file__)) as f:
-        src = f.read()
-    start = src.rindex("\n", 0, src.index("# <board>")) + 1
-    body = src[start:src.index("# </board>")]
     with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe.py")) as f:
         probe = f.read()
-    return "import sys\nARGS = %r\n" % (args,) + probe + textwrap.dedent(body)
+    return "import sys\nARGS = %r\n" % (args,) + probe + board_text(os.path.abspath(__file__))
 
 
 def msub_bytes(topic, size):

@@ -111,7 +111,7 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import shutil  # noqa: E402
 
-from tools.bench.common import figures, parser, say  # noqa: E402
+from tools.bench.common import board_text, figures, parser, say  # noqa: E402
 from tools.board import kit as kitmod  # noqa: E402
 from tools.board.pico import Pico  # noqa: E402
 from tools.harness.build import compile_mpy  # noqa: E402
@@ -126,12 +126,7 @@ def measure():
         kit = kitmod.find(images=(IMAGE,))
     except kitmod.KitMissing as e:
         return {"skipped": str(e)}
-    with open(os.path.abspath(__file__)) as f:
-        src = f.read()
-    start = src.rindex("\n", 0, src.index("# <board>")) + 1
-    import textwrap
-
-    code = "import sys\n" + textwrap.dedent(src[start:src.index("# </board>")])
+    code = "import sys\n" + board_text(os.path.abspath(__file__))
     mpy = tempfile.mkdtemp(prefix="bench-parts-")
     try:
         compile_mpy(mpy)

@@ -6,6 +6,7 @@ import contextlib
 import json
 import shutil
 import tempfile
+import textwrap
 
 from tools.cloud.api import LocalCloud
 from tools.harness.build import compile_mpy
@@ -55,3 +56,12 @@ def figures(path, **first):
         if path:
             with open(path, "w") as f:
                 json.dump(result, f, indent=1)
+
+
+def board_text(path):
+    """The lines of benchmark file `path` between its `# <board>` and `# </board>` markers,
+    dedented: the script the board runs (the board has no tools/ to import it from)."""
+    with open(path) as f:
+        src = f.read()
+    start = src.rindex("\n", 0, src.index("# <board>")) + 1
+    return textwrap.dedent(src[start:src.index("# </board>")])

@@ -74,9 +74,7 @@ def run(minutes, size, every, image, echo=None):
         res["memory_errors"] = text.count("MemoryError")
         res["tracebacks"] = text.count("Traceback")
         res["resets"] = b.pico.resets()
-        mark = con.mark()
-        con.interrupt()
-        con.wait_log("stopped.", since=mark, timeout=60)
+        con.stop_main()
         con.raw()
         out = con.exec("import gc, micropython, sys\ngc.collect()\nprint(gc.mem_alloc(), gc.mem_free())\n"
                        "print(' '.join(sorted(m for m in sys.modules if m.startswith('firmware'))))\nmicropython.mem_info()")

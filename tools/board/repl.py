@@ -174,6 +174,12 @@ class Repl(Started):
         """Ctrl-C: KeyboardInterrupt in what the board runs."""
         self.write(b"\x03")
 
+    def stop_main(self, timeout=60.0):
+        """Ctrl-C to the firmware's main.py: it says "stopped." and the REPL is back."""
+        m = self.mark()
+        self.interrupt()
+        self.wait_log("stopped.", since=m, timeout=timeout)
+
     def raw(self, timeout=15.0):
         """Into the raw REPL from wherever the board is (running code is interrupted)."""
         for _ in range(3):
