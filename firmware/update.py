@@ -148,12 +148,18 @@ def _unpack(st):
     return True
 
 
-def _swap(st):
-    if exists(NEW):
+def _install(src, keep):
+    """src becomes the firmware folder, the one there now becomes keep (an older keep goes).
+    Each rename is atomic; run again after a power cut it goes on from where it was."""
+    if exists(src):
         if exists(DIR):
-            remove(OLD)
-            os.rename(DIR, OLD)
-        os.rename(NEW, DIR)
+            remove(keep)
+            os.rename(DIR, keep)
+        os.rename(src, DIR)
+
+
+def _swap(st):
+    _install(NEW, OLD)
     for name in st["top"]:
         if exists(name + ".new"):
             if exists(name) and exists(OLD):  # the old one kept for a rollback
@@ -163,11 +169,7 @@ def _swap(st):
 
 
 def _rollback(st):
-    if exists(OLD):
-        if exists(DIR):
-            remove(BAD)
-            os.rename(DIR, BAD)
-        os.rename(OLD, DIR)
+    _install(OLD, BAD)
     for name in st.get("top", ()):
         if exists(DIR + "/" + name):
             os.rename(DIR + "/" + name, name)
