@@ -142,6 +142,7 @@ class Ota:
         self.link = link
         self.topics = topics
         self.tries = cfg.get("ota_boots", 3)
+        self.trial_s = cfg.get("ota_trial_s", 600)
         self.job = update.read_json(JOB) or {}  # a download a reboot interrupted goes on
         self.state = "download" if self.job else "idle"  # idle, download, reboot
         self.fails = 0
@@ -269,7 +270,7 @@ class Ota:
         if version != job["version"]:
             return self._give_up(-3, "package holds version %s, the job names %s" % (version, job["version"]))
         update.write_json(update.STATE, {"phase": "unpack", "version": version, "from": __version__,
-                                         "tries": self.tries})
+                                         "tries": self.tries, "trial_s": self.trial_s})
         update.remove(JOB)
         self.report(100, "downloaded and verified: applying at the reset")
         self.state = "reboot"

@@ -8,7 +8,10 @@
 #             (the old top files copied into firmware.old first): what is there decides
 #             which rename is next, so the device runs the old firmware or the whole new one
 #   trial     the boots of the new firmware are counted; connected() (the link is up) keeps
-#             it; more than `tries` boots without that: rollback
+#             it; more than `tries` boots without that: rollback. Each trial boot arms a
+#             one-shot machine.Timer that resets the board after `trial_s` unless the marker
+#             left the trial by then: so a new main.py that fails at import (a board left at
+#             the REPL, with no Device to count the time) is still reset and rolled back
 #   rollback  firmware -> firmware.bad, firmware.old -> firmware, its top files back
 # What an update came to (a refused package, a rollback) waits in ota/result for
 # firmware/ota.py to report on the next connect. Package format: docs/ota.md.
@@ -209,6 +212,7 @@ def boot():
         st["boots"] = st.get("boots", 0) + 1
         if st["boots"] <= st.get("tries", 3):
             write_json(STATE, st)
+            arm(st.get("trial_s", 600))
             return phase
         phase = _phase(st, "rollback")
     if phase == "rollback":
@@ -217,6 +221,35 @@ def boot():
         return phase
     remove(STATE)  # a marker no phase knows: nothing to resume
     return None
+
+
+def arm(s, timer=None):
+    """The trial's own watchdog: reset the board in s seconds if the firmware is still on
+    trial then. timer: a machine.Timer (tests give theirs); none on the unix port or
+    CPython (whoever plays the board restarts a firmware that fails). The callback only
+    reads the marker: connected() ends the trial by removing it, nothing to disarm."""
+    if timer is None:
+        try:
+            from machine import Timer  # pyright: ignore[reportMissingImports]
+        except ImportError:
+            return None
+        for tid in (-1, 0):  # rp2: a virtual timer (-1); esp32: hardware timer 0
+            try:
+                timer = Timer(tid)
+                break
+            except (ValueError, TypeError, OSError):
+                continue
+        else:
+            return None
+    timer.init(mode=timer.ONE_SHOT, period=s * 1000, callback=_expired)
+    return timer
+
+
+def _expired(_t):
+    st = read_json(STATE)
+    if st is not None and st.get("phase") == "trial":
+        print("update: firmware %s not connected in its trial time: resetting" % st.get("version"))
+        reboot()
 
 
 def pending():

@@ -163,7 +163,7 @@ def test_download_resume_verify_and_stage():
             assert f.read() == PKG
         assert o.state == "reboot" and not update.exists(ota.JOB)
         st = update.read_json(update.STATE)
-        assert st == {"phase": "unpack", "version": "2.0", "from": __version__, "tries": 2}
+        assert st == {"phase": "unpack", "version": "2.0", "from": __version__, "tries": 2, "trial_s": 600}
         steps = [s for s, _ in link.reports()]
         assert steps[-1] == 100 and steps == sorted(steps) and all(0 < s <= 100 for s in steps)
         assert o.handle(T.ota_upgrade, json.dumps(job())) is True and len(link.reports()) == len(steps)  # same job: nothing new

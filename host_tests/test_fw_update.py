@@ -297,3 +297,45 @@ def test_power_cut_at_every_step_of_the_rollback():
             fl.close()
         at += 1
     assert at > 5
+
+
+class _Timer:
+    ONE_SHOT = 0
+
+    def init(self, mode, period, callback):
+        self.mode, self.period, self.callback = mode, period, callback
+
+
+def test_a_trial_boot_arms_a_reset_that_connecting_defuses():
+    """A new main.py that fails at import leaves a board at the REPL with no Device to count
+    the trial time: the timer armed at the trial boot resets it all the same (unless the
+    firmware connected first), and that reset is a boot toward the rollback."""
+    fl = Flash()
+    resets = []
+    real = update.reboot
+    try:
+        fl.stage()
+        st = update.read_json(update.STATE)
+        st["trial_s"] = 45
+        update.write_json(update.STATE, st)
+        t = _Timer()
+        real_arm = update.arm
+        update.arm = lambda s: real_arm(s, t)
+        try:
+            assert update.boot() == "trial"
+        finally:
+            update.arm = real_arm
+        assert (t.mode, t.period) == (_Timer.ONE_SHOT, 45000)
+        update.reboot = lambda: resets.append(1)
+        t.callback(t)  # the trial time ran out, still on trial: a reset
+        assert resets == [1]
+        assert update.connected() is True
+        t.callback(t)  # connected first: the timer has nothing to do
+        assert resets == [1]
+    finally:
+        update.reboot = real
+        fl.close()
+
+
+def test_no_timer_here_means_no_trial_reset_armed():
+    assert update.arm(30) is None  # CPython and the unix port: no machine.Timer
