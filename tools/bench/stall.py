@@ -86,7 +86,6 @@ import os  # noqa: E402  ---------------------------------------------- the host
 import re  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
-import textwrap  # noqa: E402
 
 from tools.bench.common import figures, parser, say  # noqa: E402
 
@@ -120,7 +119,7 @@ def unix(n):
 
 def board(n):
     from tools.bench.board import IMAGE, Session
-    from tools.bench.common import firmware_and_cloud
+    from tools.bench.common import board_text, firmware_and_cloud
     from tools.board import kit as kitmod
     from tools.board.env import BoardEnv
 
@@ -128,10 +127,7 @@ def board(n):
         kit = kitmod.find(images=(IMAGE,))
     except kitmod.KitMissing as e:
         return {"skipped": str(e)}
-    with open(os.path.abspath(__file__)) as f:
-        src = f.read()
-    body = src[src.rindex("\n", 0, src.index("# <board>")) + 1 : src.index("# </board>")]
-    script = "import sys\nARGS = %r\n" % ({"n": n},) + textwrap.dedent(body)
+    script = "import sys\nARGS = %r\n" % ({"n": n},) + board_text(os.path.abspath(__file__))
     cfg = {"wdt_ms": 0, "stats_interval": 0}
     with firmware_and_cloud() as (cloud, _):
         tmp = tempfile.mkdtemp(prefix="bench-stall-")
