@@ -6,11 +6,17 @@
 # Both need the bearer (AT+SAPBR) open first. Then connect, subscribe /{pk}/{dn}/user/get.
 import json
 
-from firmware import log, sign
-from firmware.sign import client_id
+from firmware import log
+from firmware.port import drop
 
 _TAG = "aliyun"
 TOKEN_LIFE_S = 7 * 24 * 3600  # an iotToken lives 7 days
+SIGN_METHODS = ("hmacmd5", "hmacsha1", "hmacsha256")  # the sign methods the platform knows
+
+
+def client_id(cfg):
+    """The MQTT client id of a config: its own, or "{product_key}.{device_name}"."""
+    return cfg.get("client_id") or "%s.%s" % (cfg["product_key"], cfg["device_name"])
 
 
 class Topics:
@@ -138,10 +144,16 @@ def credentials(modem, cfg):
     if cfg.get("device_token") and not cfg.get("device_secret"):  # registered by "mqtt_nwl" (regnwl)
         return (cfg["token_client_id"] + "|securemode=-2,authType=connwl|", cfg["device_name"] + "&" + cfg["product_key"],
                 cfg["device_token"], host, port)
-    cid, user, password = sign.mqtt_credentials(
-        cfg["product_key"], cfg["device_name"], cfg["device_secret"], client_id(cfg),
-        cfg["sign_method"], securemode=2 if cfg["tls"] else 3,
-    )
+    from firmware import sign  # the signer is needed once per connect: it does not stay loaded
+
+    try:
+        cid, user, password = sign.mqtt_credentials(
+            cfg["product_key"], cfg["device_name"], cfg["device_secret"], client_id(cfg),
+            cfg["sign_method"], securemode=2 if cfg["tls"] else 3,
+        )
+    finally:
+        del sign
+        drop("firmware.sign")
     return cid, user, password, host, port
 
 

@@ -13,9 +13,9 @@
 import json
 
 from firmware import log
-from firmware.aliyun import auth_host
+from firmware.aliyun import auth_host, client_id
 from firmware.errors import CloudError
-from firmware.sign import check_client_id, client_id, check_name, check_secret, check_text, check_timestamp, digest_name, sign_hex
+from firmware.sign import check_client_id, check_name, check_secret, check_text, check_timestamp, digest_name, sign_hex
 
 _TAG = "aliyun"
 

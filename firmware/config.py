@@ -15,7 +15,7 @@ import json
 import sys
 
 from firmware.port import TICKS_MAX_MS, const
-from firmware.sign import METHODS
+from firmware.aliyun import SIGN_METHODS
 
 PATH = "config.json"
 SECRETS = ("device_secret", "product_secret", "device_token", "token_client_id")  # the last two: stored by "mqtt_nwl"
@@ -231,7 +231,7 @@ def _check(cfg, path):
     if cfg["register"] == "mqtt_nwl" and (cfg["auth"] != "mqtt" or cfg["tls"] is not True):
         _fail(path, "register", "\"mqtt_nwl\" connects with the platform's deviceToken over MQTT and TLS only: "
               "needs \"auth\": \"mqtt\" and \"tls\": true")
-    _one_of(cfg, path, "sign_method", METHODS)
+    _one_of(cfg, path, "sign_method", SIGN_METHODS)
     _one_of(cfg, path, "outbox_policy", ("drop_oldest", "refuse_new"))
     _one_of(cfg, path, "log_level", ("debug", "info", "warn", "error"))
     for f in ("tls", "tls_verify", "thing", "ntp", "outbox_persist", "ota"):

@@ -223,10 +223,10 @@ def _password(cfg):
     if not cfg or cfg.get("auth") != "mqtt" or not cfg.get("device_secret"):
         return None
     try:
-        from firmware import sign
+        from firmware import aliyun, sign
 
         return sign.mqtt_credentials(cfg["product_key"], cfg["device_name"], cfg["device_secret"],
-                                     sign.client_id(cfg), cfg["sign_method"])[2]
+                                     aliyun.client_id(cfg), cfg["sign_method"])[2]
     except Exception:  # a config that cannot sign cannot connect either: nothing to mask
         return None
 

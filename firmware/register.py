@@ -88,7 +88,8 @@ def register(modem, cfg, rnd=None):
 
 def mqtt_request(cfg, rnd):
     """(client_id, username, password) of the MQTT registration request."""
-    from firmware.sign import check_name, check_secret, client_id, digest_name, sign_hex
+    from firmware.aliyun import client_id
+    from firmware.sign import check_name, check_secret, digest_name, sign_hex
 
     pk, dn = check_name(cfg["product_key"], "product_key"), check_name(cfg["device_name"], "device_name")
     name = digest_name(cfg["sign_method"])

@@ -9,6 +9,7 @@
 # hashlib.md5 (MicroPython ties md5 to TLS support), so MD5 and SHA-1 also exist in pure
 # Python (firmware/digest.py, imported only then). Built-in hash objects have no hexdigest()/copy(): digest() + hexlify.
 # Error messages name the field and never echo a value (a secret must not reach a log).
+from firmware.aliyun import SIGN_METHODS
 from firmware.port import const, hexlify
 
 try:
@@ -20,8 +21,7 @@ _BLOCK = const(64)
 _MAX_CLIENT_ID = const(64)
 
 # method name (lower case) -> digest name
-_METHODS = {"hmacmd5": "md5", "hmacsha1": "sha1", "hmacsha256": "sha256"}
-METHODS = sorted(_METHODS)  # the sign methods Aliyun knows, for config checks
+_METHODS = {m: m[4:] for m in SIGN_METHODS}
 
 # HMAC pads as 512-bit integers: key ^ pad over the whole block in one int operation.
 _IPAD = int.from_bytes(b"\x36" * 64, "big")
@@ -127,11 +127,6 @@ def check_name(value, field):
     if "|" in value or "&" in value:
         raise ValueError(field + ": must not contain '|' or '&'")
     return value
-
-
-def client_id(cfg):
-    """The MQTT client id of a config: its own, or "{product_key}.{device_name}"."""
-    return cfg.get("client_id") or "%s.%s" % (cfg["product_key"], cfg["device_name"])
 
 
 def check_client_id(value, default):

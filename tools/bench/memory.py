@@ -295,7 +295,8 @@ def romfs_floor(cloud, mpy_dir, flow, floor, step, n, interval, tried):
 # came; shadow, rrpc, aio: used by the program; the rest: another flow, another board, the REPL)
 ON_DEMAND = ("firmware.config", "firmware.thing", "firmware.register", "firmware.http", "firmware.auth",
              "firmware.digest", "firmware.serial_uart", "firmware.diag", "firmware.aio", "firmware.journal",
-             "firmware.update", "firmware.ota", "firmware.shadow", "firmware.rrpc")
+             "firmware.update", "firmware.ota", "firmware.shadow", "firmware.rrpc",
+             "firmware.sign")  # sign: loaded for each connect's credentials, then dropped
 
 
 def import_order(mod="firmware.app", seen=None, entered=None):
