@@ -316,3 +316,33 @@ def test_errors_hmac_hex():
     _check("key", sign.hmac_hex, "hmacmd5", None, "m")
     _check("message", sign.hmac_hex, "hmacmd5", _SECRET, 3.5)
     assert sign.hmac_hex("hmacmd5", "k", "") == sign.hmac_hex("hmacmd5", b"k", b"")
+
+
+def test_the_signer_is_loaded_for_a_connect_and_let_go():
+    """A board keeps no signer in RAM between connects: config checks the sign method
+    without it, and credentials() imports it for the password and drops it afterwards."""
+    import sys
+
+    from firmware import aliyun
+
+    cfg = {"auth": "mqtt", "product_key": "pk", "device_name": "dn", "device_secret": "ds", "client_id": None,
+           "sign_method": "hmacsha256", "tls": True, "mqtt_host": None, "region": "cn-shanghai", "mqtt_port": 1883}
+    import firmware
+    from firmware.port import drop
+
+    kept = {m: sys.modules.get(m) for m in ("firmware.sign", "firmware.config")}
+    try:
+        for m in kept:
+            drop(m)
+        import firmware.config  # noqa: F401  (loaded afresh: what it imports is loaded now)
+
+        assert "firmware.sign" not in sys.modules
+        cid, user, password, _, _ = aliyun.credentials(None, cfg)
+        assert "firmware.sign" not in sys.modules
+        assert (cid, user) == ("pk.dn|securemode=2,signmethod=hmacsha256|", "dn&pk")
+        assert password == sign.hmac_hex("hmacsha256", "ds", "clientIdpk.dndeviceNamednproductKeypk")
+    finally:  # the other tests' modules as they were (their ConfigError is that module's)
+        for m, mod in kept.items():
+            if mod is not None:
+                sys.modules[m] = mod
+                setattr(firmware, m.split(".")[1], mod)
