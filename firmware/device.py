@@ -180,10 +180,9 @@ class Device:
 
     def timers(self):
         """The thing model's, NTP's and an update's timers (step() runs them after the link's turn)."""
-        if self.thing:
-            self.thing.poll()
-        if self.ntp:
-            self.ntp.poll()
+        for part in (self.thing, self.ntp):
+            if part:
+                part.poll()
         if self.ota or self._trial:
             self._ota_step()
 
