@@ -89,7 +89,7 @@ class AsyncDevice:
         try:
             async with self._lock:  # the timers too: an OTA chunk sends its own commands
                 await self._drive(self.dev.link.step_g())
-                self.dev.timers()
+                await self._drive(self.dev.timers_g())
         except Exception as e:  # nothing escapes the supervisor (MemoryError included)
             log.error(_TAG, "step: %s", log.err(e))
 

@@ -180,11 +180,16 @@ class Device:
 
     def timers(self):
         """The thing model's, NTP's and an update's timers (step() runs them after the link's turn)."""
+        self.link.modem.at.run(self.timers_g())
+
+    def timers_g(self):
+        """timers() as a generator of the engine (an update's chunk sends commands): the
+        asyncio front awaits it."""
         for part in (self.thing, self.ntp):
             if part:
                 part.poll()
         if self.ota or self._trial:
-            self._ota_step()
+            yield from self._ota_step_g()
 
     def aio(self, queue=16):
         """The asyncio front over this Device (firmware/aio.py, loaded only here): awaited
@@ -213,12 +218,12 @@ class Device:
             self.ota = Ota(self.link, self.topics, self.cfg)
         return self.ota
 
-    def _ota_step(self):
+    def _ota_step_g(self):
         """The update's turn: one chunk of a download; a firmware on trial that does not
         connect within ota_trial_s resets the board (a boot counted toward the rollback)."""
         try:
             if self.ota:
-                self.ota.poll()
+                yield from self.ota.poll_g()
             if self._trial and not self.link.up and self.uptime_s() > self.cfg.get("ota_trial_s", 600):
                 log.error(_TAG, "new firmware not connected after %d s: resetting", self.uptime_s())
                 from firmware.update import reboot

@@ -203,14 +203,19 @@ class Ota:
         return True
 
     def poll(self):
+        """The update's turn (sync): one chunk of a download, or the reset to apply it."""
+        return self.link.modem.at.run(self.poll_g())
+
+    def poll_g(self):
+        """poll() as a generator of the engine: the asyncio front awaits a chunk's commands."""
         if self.state == "reboot":
             if not len(self.link.outbox) or ticks_diff(ticks_ms(), self._next) >= 0:
                 log.info(_TAG, "resetting to apply version %s", self.job["version"])
                 update.reboot()
         elif self.state == "download" and self.link.up and ticks_diff(ticks_ms(), self._next) >= 0:
-            self._chunk()
+            yield from self._chunk_g()
 
-    def _chunk(self):
+    def _chunk_g(self):
         job = self.job
         size = job["size"]
         have = _size(update.PKG)
@@ -220,7 +225,7 @@ class Ota:
         from firmware import http
 
         try:
-            status, data = http.get_range(self.link.modem, job["url"], have, end)
+            status, data = yield from http.get_range_g(self.link.modem, job["url"], have, end)
             if status not in (200, 206) or not data:
                 raise ModemError("HTTP %d, %d bytes" % (status, len(data)), "cloud")
             if status == 200 and (have or len(data) != size) or have + len(data) > size:

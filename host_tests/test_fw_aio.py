@@ -276,3 +276,31 @@ def test_the_sync_wait_raising_is_thrown_into_the_command_which_cleans_up():
         return "done"
 
     assert run(g(), lambda ms: got.append(ms)) == "done" and got == [7, None]
+
+
+def test_an_update_chunk_is_awaited_and_the_ticker_runs_through_it():
+    dev, uart = device([])
+
+    class Ota:  # stands in for firmware/ota.py: one chunk whose commands wait SILENCE ms
+        done = 0
+
+        def poll_g(self):
+            for _ in range(SILENCE):
+                yield 1
+            self.done += 1
+
+    dev.dev.ota = Ota()
+    t = Ticker()
+    seen = {}
+
+    async def main():
+        asyncio.create_task(t.loop())
+        await aio._sleep_ms(1)
+        before = t.n
+        await dev.step()
+        seen["ticks"] = t.n - before
+        t.run = False
+
+    go(main())
+    assert dev.dev.ota.done == 1
+    assert seen["ticks"] >= SILENCE // 2  # the chunk's waits were awaited, not slept

@@ -9,7 +9,7 @@ import os
 import sys
 from hashlib import sha256
 
-from firmware import __version__, ota, update
+from firmware import __version__, ota, port, update
 from firmware.aliyun import Topics
 from firmware.errors import ModemError
 from firmware.port import hexlify, ticks_ms
@@ -29,10 +29,27 @@ def job(**kw):
     return {"code": "1000", "data": data, "id": 1, "message": "success"}
 
 
+class _Engine:
+    """The engine's run(): the waits a chunk's commands yield, counted instead of slept."""
+
+    def __init__(self):
+        self.waits = 0
+
+    def run(self, g):
+        def wait(ms):
+            self.waits += 1
+        return port.run(g, wait)
+
+
+class _Modem:
+    def __init__(self):
+        self.at = _Engine()
+
+
 class Link:
     def __init__(self):
         self.up = True
-        self.modem = object()
+        self.modem = _Modem()
         self.outbox = []
         self.sent = []
 
@@ -100,17 +117,22 @@ def test_refusals_reported_on_the_progress_topic():
 
 
 def _patch(fake):
-    """http.get_range replaced by `fake` in the module firmware/ota.py will import now (the
-    link's auth phase drops firmware.http after each use: a copy taken when this file was
-    loaded may be a stale one); returns the restorer. Called before Flash(), which makes
-    a flash folder the working directory (a relative MICROPYPATH would not find it then)."""
+    """http.get_range_g replaced by a generator around `fake` (one wait for the module's
+    answer, then fake's result) in the module firmware/ota.py will import now (the link's
+    auth phase drops firmware.http after each use: a copy taken when this file was loaded
+    may be a stale one); returns the restorer. Called before Flash(), which makes a flash
+    folder the working directory (a relative MICROPYPATH would not find it then)."""
     from firmware import http
 
-    real = http.get_range
-    http.get_range = fake
+    real = http.get_range_g
+
+    def get_range_g(modem, url, start, end):
+        yield 1
+        return fake(modem, url, start, end)
+    http.get_range_g = get_range_g
 
     def restore():
-        http.get_range = real
+        http.get_range_g = real
     return restore
 
 
@@ -159,6 +181,7 @@ def test_download_resume_verify_and_stage():
         starts = [c[0] for c in calls[2:]]
         assert starts == list(range(ota.CHUNK, len(PKG), ota.CHUNK))
         assert calls[-1][1] == 0  # the tail: BREAKEND below BREAK, to the end of the file
+        assert link.modem.at.waits == len(calls)  # each chunk's wait went through the engine's run()
         with open(update.PKG, "rb") as f:
             assert f.read() == PKG
         assert o.state == "reboot" and not update.exists(ota.JOB)
@@ -274,9 +297,9 @@ def test_device_hooks_subscribe_dispatch_trial():
         assert (T.ota_upgrade, 0) in dev.link.subscriptions and dev.ota is None and dev._trial
         sys.modules["firmware.update"] = update  # the Device dropped it; found again from here
         dev.uptime_s = lambda: 31  # not connected within ota_trial_s: the board resets
-        assert raises(SystemExit, dev._ota_step).args[0] == update.REBOOT_EXIT
+        assert raises(SystemExit, dev.timers).args[0] == update.REBOOT_EXIT
         dev.uptime_s = lambda: 29
-        dev._ota_step()  # not yet
+        dev.timers()  # not yet
         queued = dev.stats()["queued"]
         dev._on_up()  # connected: the new firmware stays
         assert not update.exists(update.STATE) and not dev._trial
