@@ -398,14 +398,16 @@ class Air72x:
             raise ValueError("payload: %d bytes is over the module's %d-byte limit" % (n, PAYLOAD_MAX))
         return topic, payload
 
-    def mqtt_publish_g(self, topic, payload, qos=0, wait=True):
+    def mqtt_publish_g(self, topic, payload, qos=0, wait=True, checked=False):
         """Publish; returns after OK (QoS 0) or PUBACK (QoS 1). wait=False: a QoS 1 publish
         returns at OK too, and its PUBACK counts in self.pubacks when it comes (the module
         takes the next QoS 1 message only after it; the link waits without blocking, so a
         burst of downlinks is delivered meanwhile instead of piling up). A payload the quoted
         AT+MPUB cannot carry as it is (a control byte the module's line editing would act
-        on, bytes that are not UTF-8, or too long once escaped) goes through AT+MPUBEX."""
-        topic, payload = self.check_publish(topic, payload, qos)
+        on, bytes that are not UTF-8, or too long once escaped) goes through AT+MPUBEX.
+        checked: topic and payload are what check_publish() returned (the link checks once)."""
+        if not checked:
+            topic, payload = self.check_publish(topic, payload, qos)
         if isinstance(payload, str):
             payload = payload.encode()
         n = len(payload)

@@ -44,27 +44,34 @@ _TAG = "at"
 
 def escape(data):
     """Escape bytes for a quoted AT string: backslash, quote, CR, LF as \\5C \\22 \\0D \\0A.
-    Nothing a user sends can end the string early or start another command."""
-    return data.replace(b"\\", b"\\5C").replace(b'"', b"\\22").replace(b"\r", b"\\0D").replace(b"\n", b"\\0A")
+    Nothing a user sends can end the string early or start another command. Data with none
+    of them (the common case) is returned as it is: four scans, no copies."""
+    if b"\\" in data or b'"' in data or b"\r" in data or b"\n" in data:
+        return data.replace(b"\\", b"\\5C").replace(b'"', b"\\22").replace(b"\r", b"\\0D").replace(b"\n", b"\\0A")
+    return data
 
 
 def quoted(field, value):
     """A value for a quoted parameter that the module takes literally (topic, host,
     credentials), as str: refuse what would break the quoting instead of mangling it.
-    The value itself is never in the error (it may be a credential)."""
-    if isinstance(value, (bytes, bytearray)):
+    The value itself is never in the error (it may be a credential). The scans run over
+    its bytes (min() over a str makes a str per character: 5x slower on a Pico)."""
+    if isinstance(value, str):
+        raw = value.encode()
+    elif isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
         try:
-            value = bytes(value).decode()
+            value = raw.decode()
         except UnicodeError:
             raise ValueError("%s: is not UTF-8" % field)
-    elif not isinstance(value, str):
+    else:
         raise TypeError("%s: a %s is not text" % (field, type(value).__name__))
-    if not value:
+    if not raw:
         raise ValueError("%s: must not be empty" % field)
     for bad in ('"', "\\"):
         if bad in value:
             raise ValueError("%s: must not contain %r" % (field, bad))
-    if min(value) < " " or "\x7f" in value:
+    if min(raw) < 32 or b"\x7f" in raw:  # UTF-8 bytes below 32 and 127 are those characters
         raise ValueError("%s: must not contain control characters (CR, LF, NUL...)" % field)
     return value
 

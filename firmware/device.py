@@ -15,6 +15,7 @@
 # With "thing": true, dev.thing is the Alink thing model (post, on_set, on_service); with
 # "ntp": true (the default), dev.time() is the Unix time in ms once the platform answered.
 from firmware import __version__, log
+from firmware.aliyun import matches  # the link loads aliyun anyway: not per downlink
 from firmware.port import const, drop, sleep_ms, ticks_diff, ticks_ms
 
 _TAG = "device"
@@ -244,8 +245,6 @@ class Device:
             return
         if self._shadow and self._shadow.handle(topic, payload):
             return
-        from firmware.aliyun import matches
-
         for flt, handler in self._handlers:
             if matches(flt, topic):
                 handler(topic, payload)

@@ -222,7 +222,7 @@ class Link:
             self._later.append((topic, payload))
             return True
         try:
-            yield from self.modem.mqtt_publish_g(topic, payload, 0)
+            yield from self.modem.mqtt_publish_g(topic, payload, 0, checked=True)
             self.counters["qos0_sent"] += 1
             return True
         except ValueError:
@@ -381,7 +381,7 @@ class Link:
             if isinstance(arg, int):
                 yield from m.mqtt_subscribe_g(topic, arg)
             else:
-                yield from m.mqtt_publish_g(topic, arg, 0)
+                yield from m.mqtt_publish_g(topic, arg, 0, checked=True)  # by publish_g
                 self.counters["qos0_sent"] += 1
         if self._inflight or len(self.outbox):
             yield from self._flush_g()
