@@ -822,6 +822,7 @@ class FuzzUART(StubUART):
         self.cmax = stream.cmax
         self.empties = 0
         self._bits = 0
+        self._look = (0, 0)  # (any(), bytes read) at the last look
 
     def _took(self, n):
         if n:
@@ -838,6 +839,9 @@ class FuzzUART(StubUART):
         n = super().any()
         if not n:  # an empty look is the engine's empty read (firmware/at.py reads only what any() says)
             self.empties += 1
+        elif self._wait and (n, self.nread) == self._look:  # bytes held (no read since): a
+            self._wait -= 1  # delay after them passes as it would on a wire (a turn of it)
+        self._look = (n, self.nread)
         return n
 
     def readinto(self, buf, nbytes=None):
@@ -969,6 +973,7 @@ class Run:
     def poll(self):
         u = self.uart
         e0 = u.empties
+        r0 = u.nread
         s0 = self.sleeps
         try:
             if self.driver:
@@ -977,7 +982,8 @@ class Run:
                 self.at.poll()
         except Exception as e:
             self._exc("poll()", e, False)
-        if u.empties != e0 and self.sleeps == s0:
+        # an empty look, or a poll that read nothing (a payload's bytes held until more come)
+        if (u.empties != e0 or u.nread == r0) and self.sleeps == s0:
             self.clock.sleep(1)  # a main loop polls about once a millisecond
 
     def settle(self):

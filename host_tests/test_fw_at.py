@@ -284,6 +284,55 @@ def test_truncated_payload_is_dropped_after_its_silence_and_engine_recovers():
         assert at.final == b"OK"
 
 
+def test_a_streaming_payload_is_held_into_few_reads_and_the_line_after_it_is_not():
+    for rxbuf in (256, 1536):  # a payload longer than the buffer, and one that fits
+        got = []
+        uart = CountingUART()
+        at = AT(uart, rxbuf=rxbuf)
+        clock = VirtualClock()
+        at.ticks, at.sleep = clock.ticks, clock.sleep
+        at.counted(b"+MSUB", b"byte,")
+        at.on(b"+MSUB", lambda line, p: got.append(p))
+        at.on(b"CLOSED", lambda line, p: got.append(line))
+        payload = bytes(range(250)) * 4
+        item = msub(b"/pk/dn/user/get", payload)
+        for i in range(0, len(item), 11):  # 11 bytes a ms: faster than 115200 baud's wire
+            uart.rx += item[i : i + 11]
+            at.poll()
+            clock.advance(1)
+        for _ in range(30):
+            at.poll()
+            clock.advance(1)
+        assert got == [payload], rxbuf
+        # without the hold: a read per poll, ~95; with it: the header's 4 pieces (a line is
+        # never held), then one per 256 bytes of the payload (its last: the rest)
+        assert len(uart.reads) <= 4 + 5, (rxbuf, uart.reads)
+        assert sum(uart.reads) == len(item)
+        uart.rx += b"\r\nCLOSED\r\n"  # a line is never held: the first poll takes it
+        at.poll()
+        assert got == [payload, b"CLOSED"]
+
+
+def test_a_held_payload_that_stalls_is_dropped_when_it_would_be_unheld():
+    # payload_ms from the last byte seen arriving, as without the hold (not from a late read)
+    for late in (0, 10):
+        uart = CountingUART()
+        at = AT(uart)
+        clock = VirtualClock()
+        at.ticks, at.sleep = clock.ticks, clock.sleep
+        at.payload_ms = 50
+        at.counted(b"+MSUB", b"byte,")
+        uart.rx += b'\r\n+MSUB: "t",500 byte,only a few'
+        for ms in range(late + 50):
+            if late and ms == late:
+                uart.rx += b"more"  # held (the hold is 25 ms here): seen, not yet read
+            at.poll()
+            assert at.stats["truncated"] == 0, (late, ms)
+            clock.advance(1)
+        at.poll()
+        assert at.stats["truncated"] == 1, late
+
+
 def test_poll_returns_at_once_and_dispatches():
     seen = []
     uart, at = engine([])
