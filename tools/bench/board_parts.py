@@ -26,7 +26,8 @@ if sys.implementation.name == "micropython":  # ----------------------------- on
         print("PART %s %d" % (label, ticks_diff(ticks_us(), t0) // n))
 
     class _U:
-        """Input from a bytearray, `most` bytes per read at most (bytes trickling in);
+        """Input from a bytearray, `most` bytes per read at most (short reads: the engine's
+        hold of a streaming payload does not apply, so every piece is read and parsed);
         writing a command (its CR) makes OK readable."""
 
         def __init__(self, most=1 << 20):
@@ -35,10 +36,10 @@ if sys.implementation.name == "micropython":  # ----------------------------- on
             self.most = most
 
         def any(self):
-            return min(self.most, len(self.rx) - self.pos)
+            return len(self.rx) - self.pos
 
-        def readinto(self, buf, n=None):
-            k = min(len(buf) if n is None else n, self.any())
+        def readinto(self, buf, n=None):  # at most `most`: a short read (as from a socket)
+            k = min(len(buf) if n is None else n, self.any(), self.most)
             if not k:
                 return None
             buf[:k] = memoryview(self.rx)[self.pos:self.pos + k]
