@@ -149,7 +149,7 @@ def _serve(data, fail=()):
     return get_range, calls
 
 
-def _run(o, calls, most=100):
+def _run(o, calls=None, most=100):
     for _ in range(most):
         o._next = ticks_ms()  # no retry wait in a test
         o.poll()
@@ -195,25 +195,33 @@ def test_download_resume_verify_and_stage():
         fl.close()
 
 
-def test_corrupted_download_refused_nothing_staged():
-    bad = bytearray(PKG)
-    bad[100] ^= 0xFF
-    fake, calls = _serve(bytes(bad))
+def _download(fake, check):
+    """A job downloaded through `fake` (a stand-in for http.get_range) until it ends, on a
+    scratch flash; check(o, link) runs on that flash."""
     restore = _patch(fake)
     fl = Flash()
     link = Link()
     try:
         o = ota.Ota(link, T, {})
         o.handle(T.ota_upgrade, json.dumps(job()))
-        _run(o, calls)
+        _run(o, None)
+        check(o, link)
+    finally:
+        restore()
+        fl.close()
+
+
+def test_corrupted_download_refused_nothing_staged():
+    bad = bytearray(PKG)
+    bad[100] ^= 0xFF
+
+    def check(o, link):
         assert link.reports()[-1] == (-3, "sha256 digest mismatch: the package is not the one the job names")
         assert o.state == "idle"
         for p in (update.PKG, update.STATE, ota.JOB):
             assert not update.exists(p), p
         assert update.boot() is None and read_old()  # nothing to apply, the old firmware stays
-    finally:
-        restore()
-        fl.close()
+    _download(_serve(bytes(bad))[0], check)
 
 
 def read_old():
@@ -223,37 +231,23 @@ def read_old():
 
 def test_download_given_up_after_repeated_failures():
     fake, calls = _serve(PKG, fail=range(1, 100))
-    restore = _patch(fake)
-    fl = Flash()
-    link = Link()
-    try:
-        o = ota.Ota(link, T, {})
-        o.handle(T.ota_upgrade, json.dumps(job()))
-        _run(o, calls)
+
+    def check(o, link):
         assert len(calls) == 5 and o.state == "idle"
         step, desc = link.reports()[-1]
         assert step == -2 and "601 network error" in desc
         assert not update.exists(update.PKG) and not update.exists(ota.JOB)
-    finally:
-        restore()
-        fl.close()
+    _download(fake, check)
 
 
 def test_server_ignoring_the_range_is_a_failed_chunk():
     def whole(modem, url, start, end):  # the first chunk as asked, then the whole file
         return (206, PKG[:end + 1]) if start == 0 else (200, PKG)
-    restore = _patch(whole)
-    fl = Flash()
-    link = Link()
-    try:
-        o = ota.Ota(link, T, {})
-        o.handle(T.ota_upgrade, json.dumps(job()))
-        _run(o, None)
+
+    def check(o, link):
         assert link.reports()[-1][0] == -2 and "ignored the range (HTTP 200, %d bytes)" % len(PKG) in link.reports()[-1][1]
         assert not update.exists(update.PKG)
-    finally:
-        restore()
-        fl.close()
+    _download(whole, check)
 
 
 def test_streaming_md5():
