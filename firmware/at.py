@@ -334,18 +334,27 @@ class AT:
                 self._overlong()
         # an empty buffer reads into the whole view: an idle poll allocates nothing, and a
         # reply that arrives in one piece needs no slice object for its read
-        n = self._ready(len(buf) - self._tail)
-        if n:
-            n = self.uart.readinto(self._mv[self._tail :] if self._tail else self._mv, n)
-            self._short = (n or 0) < self._ask
+        n = self._read(self._mv, self._tail, len(buf) - self._tail)
         if not n:
-            self._stalled()
             return False
-        if self._seen < 0 and self._p_hdr is not None:  # no any(): the read tells it goes on
-            self._rx_at = self.ticks()
         self._tail += n
         self._parse_now()
         return True
+
+    def _read(self, buf, off, room):
+        """Read into buf[off:] (a memoryview or the payload's own bytearray) what _ready()
+        allows, at most room; the view is made only when there is something to read. 0:
+        nothing came (then a pending payload's stall is checked)."""
+        n = self._ready(room)
+        if n:
+            n = self.uart.readinto((buf[off:] if off else buf) if buf is self._mv else memoryview(buf)[off:], n)
+            self._short = (n or 0) < self._ask
+        if not n:
+            self._stalled()
+            return 0
+        if self._seen < 0 and self._p_hdr is not None:  # no any(): the read tells it goes on
+            self._rx_at = self.ticks()
+        return n
 
     def _ready(self, room):
         """How many bytes to read now, at most `room`: what the UART holds by its any(),
@@ -410,15 +419,9 @@ class AT:
         out = self._p_out
         if out is None:
             return False
-        n = self._ready(self._p_n - self._p_have)
-        if n:
-            n = self.uart.readinto(memoryview(out)[self._p_have :], n)
-            self._short = (n or 0) < self._ask
+        n = self._read(out, self._p_have, self._p_n - self._p_have)
         if not n:
-            self._stalled()
             return False
-        if self._seen < 0:  # no any(): the read tells it goes on
-            self._rx_at = self.ticks()
         self._p_have += n
         if self._p_have == self._p_n:
             self._p_out = None
